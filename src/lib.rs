@@ -1,0 +1,14 @@
+//! speedrun: the modded-nanogpt record-4 GPT-2 trainer on candle, with an optimizer race
+//! (AdamW, Muon, Newton-Muon, Neon).
+//!
+//! The crate follows the pipeline: `data` (shards, loader, tokenizer, hub fetch) → `model`
+//! (record-4 GPT) → `optim` (one optimizer per file behind [`optim::Optimizer`]) → `train`
+//! (config, schedule, loop, checkpoints) → `report` (compare runs), with `cli` on top.
+
+pub mod cli;
+pub mod data;
+pub mod device;
+pub mod model;
+pub mod optim;
+pub mod report;
+pub mod train;

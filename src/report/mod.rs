@@ -1,0 +1,1 @@
+//! Comparing runs: tables, plots, statistics over seeds (`speedrun compare`).

@@ -1,0 +1,1 @@
+//! The trainer: presets and overrides, LR schedule, the loop, logs and checkpoints.
