@@ -1,1 +1,14 @@
-//! The trainer: presets and overrides, LR schedule, the loop, logs and checkpoints.
+//! The trainer: presets and overrides ([`config`]), the record-4 LR schedule ([`schedule`]), the loop
+//! ([`trainer`]), logs ([`log`]) and atomic safetensors checkpoints ([`checkpoint`]).
+
+pub mod checkpoint;
+pub mod cli;
+pub mod config;
+pub mod log;
+pub mod race;
+pub mod run_dir;
+pub mod schedule;
+pub mod trainer;
+
+pub use config::Config;
+pub use trainer::{train, Resume, RunOptions};

@@ -1,0 +1,209 @@
+//! Checkpoints: `runs/<name>/checkpoints/step_XXXXXX/{model.safetensors, optim.safetensors, state.json}`.
+//!
+//! Written atomically: everything goes into a hidden temporary directory, every file and the directory
+//! are fsynced, then the directory is renamed into place and the parent fsynced. `state.json` is written
+//! last, so a directory without it is never taken as complete. Older checkpoints are deleted only after
+//! the new one is in place, so the last good checkpoint always survives a crash.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::data::LoaderPos;
+
+/// Bumped whenever the checkpoint layout changes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Everything besides tensors that a resume needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    pub format_version: u32,
+    /// Optimizer steps completed.
+    pub step: usize,
+    /// Where the train loader stands (the next window it will read).
+    pub train_loader: LoaderPos,
+    /// Seed of the weight init. Training itself draws no random numbers (no dropout, fixed data
+    /// order), so the seed is the whole RNG state.
+    pub seed: u64,
+    /// [`crate::train::config::Config::resume_hash`] of the run that wrote it.
+    pub config_hash: String,
+    pub tokens_seen: u64,
+    /// The record-4 clock so far (ms).
+    pub train_time_ms: f64,
+    /// Steps counted in `train_time_ms` (for step_avg).
+    pub timed_steps: usize,
+    /// First step at which val loss reached the target, with its tokens and train_time.
+    pub target: Option<TargetHit>,
+    pub last_val_loss: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetHit {
+    pub step: usize,
+    pub tokens: u64,
+    pub train_time_ms: f64,
+    pub val_loss: f64,
+}
+
+pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("checkpoints")
+}
+
+fn step_dir_name(step: usize) -> String {
+    format!("step_{step:06}")
+}
+
+/// Write a checkpoint for `state.step` atomically and keep the newest `keep` complete ones.
+pub fn save(
+    run_dir: &Path,
+    model_tensors: &[(String, Tensor)],
+    optim_tensors: &[(String, Tensor)],
+    state: &TrainState,
+    keep: usize,
+) -> Result<PathBuf> {
+    let root = checkpoints_dir(run_dir);
+    fs::create_dir_all(&root).with_context(|| format!("{}: cannot create", root.display()))?;
+    let name = step_dir_name(state.step);
+    let tmp = root.join(format!(".tmp_{name}_{}", std::process::id()));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp)
+            .with_context(|| format!("{}: cannot remove stale temp dir", tmp.display()))?;
+    }
+    fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+
+    write_safetensors(&tmp.join("model.safetensors"), model_tensors)?;
+    write_safetensors(&tmp.join("optim.safetensors"), optim_tensors)?;
+    let json = serde_json::to_string_pretty(state)?;
+    write_synced(&tmp.join("state.json"), json.as_bytes())?;
+    sync_dir(&tmp)?;
+
+    let dst = root.join(&name);
+    if dst.exists() {
+        // Re-saving the same step (e.g. a resumed run ending where it started): replace it only now
+        // that the new copy is complete.
+        let old = root.join(format!(".old_{name}_{}", std::process::id()));
+        fs::rename(&dst, &old).with_context(|| format!("{}: cannot move aside", dst.display()))?;
+        fs::rename(&tmp, &dst)
+            .with_context(|| format!("{}: cannot rename into place", dst.display()))?;
+        let _ = fs::remove_dir_all(&old);
+    } else {
+        fs::rename(&tmp, &dst)
+            .with_context(|| format!("{}: cannot rename into place", dst.display()))?;
+    }
+    sync_dir(&root)?;
+    prune(&root, keep)?;
+    Ok(dst)
+}
+
+fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    let map: HashMap<String, Tensor> = tensors.iter().cloned().collect();
+    candle_core::safetensors::save(&map, path)
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    let f = fs::File::open(path).with_context(|| format!("{}: cannot reopen", path.display()))?;
+    f.sync_all()
+        .with_context(|| format!("{}: fsync failed", path.display()))?;
+    Ok(())
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f =
+        fs::File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("{}: write failed", path.display()))?;
+    f.sync_all()
+        .with_context(|| format!("{}: fsync failed", path.display()))?;
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    // Directory fsync makes the rename durable (POSIX); not available on every platform.
+    if let Ok(f) = fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+    Ok(())
+}
+
+/// Complete checkpoints under `root`, oldest first.
+pub fn list(root: &Path) -> Result<Vec<(usize, PathBuf)>> {
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(_) => return Ok(out),
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if let Some(n) = name.strip_prefix("step_") {
+            if let Ok(step) = n.parse::<usize>() {
+                if e.path().join("state.json").is_file() {
+                    out.push((step, e.path()));
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn prune(root: &Path, keep: usize) -> Result<()> {
+    let all = list(root)?;
+    let keep = keep.max(1);
+    if all.len() > keep {
+        for (_, p) in &all[..all.len() - keep] {
+            fs::remove_dir_all(p)
+                .with_context(|| format!("{}: cannot delete old checkpoint", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The newest complete checkpoint of a run, if any.
+pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>> {
+    Ok(list(&checkpoints_dir(run_dir))?.pop().map(|(_, p)| p))
+}
+
+/// A loaded checkpoint.
+pub struct Loaded {
+    pub dir: PathBuf,
+    pub state: TrainState,
+    pub model: HashMap<String, Tensor>,
+    pub optim: HashMap<String, Tensor>,
+}
+
+/// Load a checkpoint directory (errors name the file and the problem).
+pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
+    let state_path = dir.join("state.json");
+    let text = fs::read_to_string(&state_path).with_context(|| {
+        format!(
+            "{}: cannot read (not a complete checkpoint?)",
+            state_path.display()
+        )
+    })?;
+    let state: TrainState = serde_json::from_str(&text)
+        .map_err(|e| anyhow!("{}: malformed state: {e}", state_path.display()))?;
+    if state.format_version != FORMAT_VERSION {
+        bail!(
+            "{}: checkpoint format version {} is not supported (this build reads {})",
+            state_path.display(),
+            state.format_version,
+            FORMAT_VERSION
+        );
+    }
+    let model = read_safetensors(&dir.join("model.safetensors"), device)?;
+    let optim = read_safetensors(&dir.join("optim.safetensors"), device)?;
+    Ok(Loaded {
+        dir: dir.to_path_buf(),
+        state,
+        model,
+        optim,
+    })
+}
+
+fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    candle_core::safetensors::load(path, device)
+        .map_err(|e| anyhow!("{}: cannot read safetensors: {e}", path.display()))
+}

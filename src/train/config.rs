@@ -1,0 +1,282 @@
+//! Run configuration: TOML presets in `configs/` plus `--set key=value` overrides.
+//!
+//! A preset is found by path, or by name in `./configs/NAME.toml`, or among the presets compiled into
+//! the binary (so `speedrun train` works from any directory).
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::model::GptConfig;
+use crate::optim::OptimConfig;
+
+/// Presets shipped inside the binary: (name, TOML text).
+pub const BUILTIN_PRESETS: &[(&str, &str)] = &[
+    (
+        "shakespeare-tiny",
+        include_str!("../../configs/shakespeare-tiny.toml"),
+    ),
+    (
+        "tinystories-small",
+        include_str!("../../configs/tinystories-small.toml"),
+    ),
+    (
+        "speedrun-124m",
+        include_str!("../../configs/speedrun-124m.toml"),
+    ),
+];
+
+/// The preset the README's main command trains.
+pub const DEFAULT_PRESET: &str = "shakespeare-tiny";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Preset name; the default run name is built from it.
+    pub name: String,
+    /// Seed of the weight init (the data order is fixed, as in the record).
+    #[serde(default)]
+    pub seed: u64,
+    pub model: GptConfig,
+    pub data: DataConfig,
+    pub train: TrainConfig,
+    pub optim: OptimConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Train shards: a directory, a file or a glob (sorted order).
+    pub train: String,
+    /// Validation shards (the loader restarts at their start for every evaluation).
+    pub val: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Tokens per optimizer step (record 4: 524,288 = 512 sequences × 1024).
+    pub batch_tokens: usize,
+    /// Sequences per micro-batch; gradient accumulation makes up the rest of `batch_tokens`.
+    pub micro_batch: usize,
+    /// Total optimizer steps (record 4: 6200).
+    pub steps: usize,
+    /// Linear warmup steps (record 4: 0).
+    #[serde(default)]
+    pub warmup_steps: usize,
+    /// Linear warmdown to 0 over the last steps (record 4: 1800).
+    pub warmdown_steps: usize,
+    /// Validate every this many steps, and at the last step (record 4: 125).
+    pub val_every: usize,
+    /// Validation budget in tokens from the start of the val shards (record 4: 10,485,760).
+    pub val_tokens: usize,
+    /// Sequences per validation micro-batch (0: same as `micro_batch`).
+    #[serde(default)]
+    pub val_micro_batch: usize,
+    /// The val loss to reach (record 4: 3.28).
+    pub target_loss: f64,
+    /// Checkpoint every this many steps (0: only at the end).
+    #[serde(default)]
+    pub checkpoint_every: usize,
+    /// Keep the newest K checkpoints.
+    #[serde(default = "default_keep")]
+    pub keep_checkpoints: usize,
+    /// Print a train line every this many steps (the JSONL log gets every step).
+    #[serde(default = "default_log_every")]
+    pub log_every: usize,
+}
+
+fn default_keep() -> usize {
+    2
+}
+fn default_log_every() -> usize {
+    10
+}
+
+impl TrainConfig {
+    /// Micro-batches per step, checked to divide evenly.
+    pub fn accum_steps(&self, seq_len: usize) -> Result<usize> {
+        let micro_tokens = self.micro_batch * seq_len;
+        if micro_tokens == 0 || self.batch_tokens % micro_tokens != 0 || self.batch_tokens == 0 {
+            bail!(
+                "train.batch_tokens = {} is not a positive multiple of train.micro_batch × model.seq_len = {} × {}",
+                self.batch_tokens,
+                self.micro_batch,
+                seq_len
+            );
+        }
+        Ok(self.batch_tokens / micro_tokens)
+    }
+
+    pub fn val_batch(&self) -> usize {
+        if self.val_micro_batch == 0 {
+            self.micro_batch
+        } else {
+            self.val_micro_batch
+        }
+    }
+
+    /// Validation micro-batches, checked to divide evenly.
+    pub fn val_steps(&self, seq_len: usize) -> Result<usize> {
+        let t = self.val_batch() * seq_len;
+        if t == 0 || self.val_tokens % t != 0 || self.val_tokens == 0 {
+            bail!(
+                "train.val_tokens = {} is not a positive multiple of the validation micro-batch ({} × {} tokens)",
+                self.val_tokens,
+                self.val_batch(),
+                seq_len
+            );
+        }
+        Ok(self.val_tokens / t)
+    }
+}
+
+impl Config {
+    /// Check cross-field constraints that serde cannot.
+    pub fn validate(&self) -> Result<()> {
+        let m = &self.model;
+        if m.n_head == 0 || m.n_embd % m.n_head != 0 {
+            bail!(
+                "model.n_embd = {} must be a multiple of model.n_head = {}",
+                m.n_embd,
+                m.n_head
+            );
+        }
+        if (m.n_embd / m.n_head) % 2 != 0 {
+            bail!(
+                "head dim n_embd/n_head = {} must be even (rotary half-split)",
+                m.n_embd / m.n_head
+            );
+        }
+        if m.vocab_size > 65536 {
+            bail!(
+                "model.vocab_size = {} does not fit the u16 shard format",
+                m.vocab_size
+            );
+        }
+        self.train.accum_steps(m.seq_len)?;
+        self.train.val_steps(m.seq_len)?;
+        if self.train.steps == 0 {
+            bail!("train.steps must be > 0");
+        }
+        if self.train.warmup_steps + self.train.warmdown_steps > self.train.steps {
+            bail!(
+                "train.warmup_steps + train.warmdown_steps = {} exceeds train.steps = {}",
+                self.train.warmup_steps + self.train.warmdown_steps,
+                self.train.steps
+            );
+        }
+        if self.train.val_every == 0 {
+            bail!("train.val_every must be > 0");
+        }
+        Ok(())
+    }
+
+    /// Hash of everything that must not change across a resume (all but run bookkeeping).
+    pub fn resume_hash(&self) -> String {
+        let mut c = self.clone();
+        c.train.checkpoint_every = 0;
+        c.train.keep_checkpoints = 0;
+        c.train.log_every = 0;
+        let text = toml::to_string(&c).unwrap_or_default();
+        let digest = Sha256::digest(text.as_bytes());
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).context("serialising the resolved config")
+    }
+}
+
+/// Read a preset (path, `configs/NAME.toml` or built-in name) and apply `key=value` overrides.
+pub fn load(preset: &str, sets: &[String]) -> Result<Config> {
+    let (origin, text) = preset_text(preset)?;
+    let mut value: toml::Value = toml::from_str(&text)
+        .map_err(|e| anyhow!("{origin}: invalid TOML: {}", one_line(&e.to_string())))?;
+    for s in sets {
+        apply_set(&mut value, s)?;
+    }
+    let cfg: Config = value
+        .try_into()
+        .map_err(|e: toml::de::Error| anyhow!("{origin}: {}", one_line(&e.to_string())))?;
+    cfg.validate().with_context(|| format!("{origin}"))?;
+    Ok(cfg)
+}
+
+/// Parse a config from TOML text (used for a run's saved `config.toml`).
+pub fn from_toml_file(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let cfg: Config = toml::from_str(&text)
+        .map_err(|e| anyhow!("{}: {}", path.display(), one_line(&e.to_string())))?;
+    Ok(cfg)
+}
+
+fn preset_text(preset: &str) -> Result<(String, String)> {
+    let p = Path::new(preset);
+    if p.is_file() {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
+        return Ok((p.display().to_string(), text));
+    }
+    let local = Path::new("configs").join(format!("{preset}.toml"));
+    if local.is_file() {
+        let text = std::fs::read_to_string(&local)
+            .with_context(|| format!("{}: cannot read", local.display()))?;
+        return Ok((local.display().to_string(), text));
+    }
+    if let Some((name, text)) = BUILTIN_PRESETS.iter().find(|(n, _)| *n == preset) {
+        return Ok((format!("built-in preset {name}"), text.to_string()));
+    }
+    let names: Vec<&str> = BUILTIN_PRESETS.iter().map(|(n, _)| *n).collect();
+    bail!(
+        "--config {preset}: no such file, and not a preset name (presets: {})",
+        names.join(", ")
+    )
+}
+
+/// Apply one `a.b.c=value` override. The value is parsed as a TOML value (number, bool, string,
+/// array); anything that does not parse is taken as a bare string.
+pub fn apply_set(root: &mut toml::Value, set: &str) -> Result<()> {
+    let (key, raw) = set
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--set {set}: expected key=value, e.g. --set train.steps=200"))?;
+    let key = key.trim();
+    let raw = raw.trim();
+    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or(toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        bail!("--set {set}: empty key segment");
+    }
+    let mut cur = root;
+    for part in &parts[..parts.len() - 1] {
+        let table = cur.as_table_mut().ok_or_else(|| {
+            anyhow!("--set {set}: `{part}` is inside a value that is not a table")
+        })?;
+        cur = table
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    }
+    let table = cur
+        .as_table_mut()
+        .ok_or_else(|| anyhow!("--set {set}: parent of the key is not a table"))?;
+    // Keep integer fields integers and float fields floats when the user writes `1` for a float.
+    let last = parts[parts.len() - 1];
+    let value = match (table.get(last), value) {
+        (Some(toml::Value::Float(_)), toml::Value::Integer(i)) => toml::Value::Float(i as f64),
+        (_, v) => v,
+    };
+    table.insert(last.to_string(), value);
+    Ok(())
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,137 @@
+//! Run logging: the modded-nanogpt console line, an indicatif progress bar and a JSONL log with one
+//! record per step and per validation (format in docs/run-format.md).
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Record<'a> {
+    Train {
+        step: usize,
+        loss: f64,
+        lrs: &'a BTreeMap<String, f64>,
+        tokens: u64,
+        step_ms: f64,
+        train_time_ms: f64,
+    },
+    Val {
+        step: usize,
+        val_loss: f64,
+        tokens: u64,
+        train_time_ms: f64,
+    },
+    Target {
+        step: usize,
+        tokens: u64,
+        train_time_ms: f64,
+        val_loss: f64,
+    },
+}
+
+/// Appends JSON lines and flushes each, so `speedrun compare` can read a live run.
+pub struct JsonlLog {
+    file: File,
+}
+
+impl JsonlLog {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("{}: cannot open log", path.display()))?;
+        Ok(JsonlLog { file })
+    }
+
+    pub fn write(&mut self, rec: &Record) -> Result<()> {
+        let mut line = serde_json::to_string(rec)?;
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .context("writing log.jsonl")?;
+        self.file.flush().context("flushing log.jsonl")?;
+        Ok(())
+    }
+}
+
+/// Console output: a progress bar with loss, tok/s and ETA, and plain lines printed above it.
+pub struct Console {
+    bar: ProgressBar,
+}
+
+impl Console {
+    pub fn new(total_steps: usize, start_step: usize, show_bar: bool) -> Self {
+        let bar = if show_bar {
+            let b = ProgressBar::with_draw_target(
+                Some(total_steps as u64),
+                ProgressDrawTarget::stderr_with_hz(4),
+            );
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{bar:30.cyan/blue} {pos}/{len} steps  {msg}  elapsed {elapsed_precise}  eta {eta_precise}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b.set_position(start_step as u64);
+            b.reset_eta();
+            b
+        } else {
+            ProgressBar::hidden()
+        };
+        Console { bar }
+    }
+
+    /// A line above the bar (or plain stdout when there is no bar).
+    pub fn line(&self, s: &str) {
+        if self.bar.is_hidden() {
+            println!("{s}");
+        } else {
+            self.bar.println(s);
+        }
+    }
+
+    pub fn progress(&self, step_done: usize, loss: f64, tok_per_s: f64) {
+        self.bar.set_position(step_done as u64);
+        self.bar
+            .set_message(format!("loss {loss:.4}  {:.0} tok/s", tok_per_s));
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// The modded-nanogpt log line: `step:N/M val_loss:X train_time:Tms step_avg:Ams`.
+pub fn val_line(
+    step: usize,
+    steps: usize,
+    val_loss: f64,
+    train_time_ms: f64,
+    step_avg_ms: f64,
+) -> String {
+    format!(
+        "step:{step}/{steps} val_loss:{val_loss:.4} train_time:{:.0}ms step_avg:{step_avg_ms:.2}ms",
+        train_time_ms
+    )
+}
+
+/// The train line: `step:N/M train_loss:X train_time:Tms step_avg:Ams`.
+pub fn train_line(
+    step: usize,
+    steps: usize,
+    loss: f64,
+    train_time_ms: f64,
+    step_avg_ms: f64,
+) -> String {
+    format!(
+        "step:{step}/{steps} train_loss:{loss:.4} train_time:{:.0}ms step_avg:{step_avg_ms:.2}ms",
+        train_time_ms
+    )
+}
