@@ -12,3 +12,6 @@ pub mod trainer;
 
 pub use config::Config;
 pub use trainer::{train, Resume, RunOptions};
+
+#[cfg(test)]
+mod tests;
