@@ -577,3 +577,28 @@ fn clip_top_cuts_lines_at_the_crossing() {
         vec![vec![(0.0, 1.0), (0.5, 2.0)], vec![(1.5, 2.0), (2.0, 1.0)]]
     );
 }
+
+#[test]
+fn compare_args_parse_from_the_command_line() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct W {
+        #[command(flatten)]
+        a: cli::CompareArgs,
+    }
+    let w = W::try_parse_from(["speedrun", "runs/a", "runs/b*", "--target", "3.3"]).unwrap();
+    assert_eq!(w.a.runs, ["runs/a", "runs/b*"]);
+    assert_eq!((w.a.target, w.a.format), (Some(3.3), Format::Markdown));
+    let w = W::try_parse_from([
+        "speedrun", "r", "--format", "csv", "--plot", "p.png", "--html", "x.html",
+    ])
+    .unwrap();
+    assert_eq!(w.a.format, Format::Csv);
+    assert_eq!(w.a.plot.as_deref(), Some(Path::new("p.png")));
+    assert_eq!(w.a.html.as_deref(), Some(Path::new("x.html")));
+    assert!(
+        W::try_parse_from(["speedrun"]).is_err(),
+        "a run dir is required"
+    );
+    assert!(W::try_parse_from(["speedrun", "r", "--format", "xml"]).is_err());
+}
