@@ -23,6 +23,8 @@ pub mod stats;
 mod table;
 
 #[cfg(test)]
+mod stats_tests;
+#[cfg(test)]
 mod tests;
 
 pub use html::render_html;
