@@ -91,6 +91,16 @@ fn req_u64(v: &serde_json::Value, key: &str) -> Result<u64> {
         .ok_or_else(|| anyhow!("missing or non-integer \"{key}\""))
 }
 
+/// A diverged run's loss is NaN, which serde_json (like Python's json with allow_nan=False)
+/// writes as `null`: read `null` back as NaN, but a missing key is still an error.
+fn loss_or_nan(v: &serde_json::Value, key: &str) -> Result<f64> {
+    match v.get(key) {
+        Some(serde_json::Value::Null) => Ok(f64::NAN),
+        Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("nan") => Ok(f64::NAN),
+        _ => req_f64(v, key),
+    }
+}
+
 /// Parse `log.jsonl`. A last line that does not parse is the trainer mid-append and is skipped;
 /// any other bad line is an error naming the file and line.
 pub(crate) fn parse_log(path: &Path, text: &str) -> Result<(Vec<ValPoint>, Vec<TrainPoint>)> {
@@ -114,7 +124,7 @@ pub(crate) fn parse_log(path: &Path, text: &str) -> Result<(Vec<ValPoint>, Vec<T
                         step: req_u64(&v, "step")?,
                         tokens: req_u64(&v, "tokens")?,
                         train_time_ms: req_f64(&v, "train_time_ms")?,
-                        val_loss: req_f64(&v, "val_loss")?,
+                        val_loss: loss_or_nan(&v, "val_loss")?,
                     })
                 })()
                 .with_context(|| format!("{}: bad val record", at()))?;

@@ -60,20 +60,22 @@ fn time_unit(max_ms: f64) -> (f64, &'static str) {
 fn lines(runs: &[RunRecord], time_div: f64) -> Vec<Line> {
     runs.iter()
         .filter(|r| !r.val.is_empty())
-        .map(|r| Line {
-            label: r.name.clone(),
-            by_step: r.val.iter().map(|v| (v.step as f64, v.val_loss)).collect(),
-            by_time: r
-                .val
-                .iter()
-                .map(|v| (v.train_time_ms / time_div, v.val_loss))
-                .collect(),
-            trained: r
-                .val
-                .iter()
-                .filter(|v| v.step > 0)
-                .map(|v| v.val_loss)
-                .collect(),
+        .map(|r| {
+            // A diverged (NaN / inf) val loss has no place on the axes: the line stops there.
+            let val: Vec<_> = r.val.iter().filter(|v| v.val_loss.is_finite()).collect();
+            Line {
+                label: r.name.clone(),
+                by_step: val.iter().map(|v| (v.step as f64, v.val_loss)).collect(),
+                by_time: val
+                    .iter()
+                    .map(|v| (v.train_time_ms / time_div, v.val_loss))
+                    .collect(),
+                trained: val
+                    .iter()
+                    .filter(|v| v.step > 0)
+                    .map(|v| v.val_loss)
+                    .collect(),
+            }
         })
         .collect()
 }

@@ -176,6 +176,8 @@ pub struct GroupStats {
     pub n: usize,
     /// Runs still going (no finished summary): their "final" loss is the latest val loss.
     pub running: usize,
+    /// Runs whose final val loss is NaN/inf (left out of the loss statistics).
+    pub diverged: usize,
     pub steps_mean: Option<f64>,
     pub steps_std: Option<f64>,
 }
@@ -183,10 +185,17 @@ pub struct GroupStats {
 impl GroupStats {
     /// `n`, flagging runs that have not finished (their numbers will still move).
     pub fn n_label(&self) -> String {
+        let mut notes = Vec::new();
         if self.running > 0 {
-            format!("{} ({} running)", self.n, self.running)
-        } else {
+            notes.push(format!("{} running", self.running));
+        }
+        if self.diverged > 0 {
+            notes.push(format!("{} diverged", self.diverged));
+        }
+        if notes.is_empty() {
             self.n.to_string()
+        } else {
+            format!("{} ({})", self.n, notes.join(", "))
         }
     }
 }
@@ -289,8 +298,15 @@ pub fn group_stats(runs: &[RunRecord], rows: &[RunRow]) -> Vec<GroupStats> {
             }
             labels_seen.push(label.clone());
             let target = rows[idx[0]].target;
-            let final_losses: Vec<f64> =
-                idx.iter().filter_map(|&i| rows[i].final_val_loss).collect();
+            // Diverged runs (non-finite loss) would make the mean meaningless; they are counted
+            // separately and shown next to n.
+            let all_losses: Vec<f64> = idx.iter().filter_map(|&i| rows[i].final_val_loss).collect();
+            let final_losses: Vec<f64> = all_losses
+                .iter()
+                .copied()
+                .filter(|l| l.is_finite())
+                .collect();
+            let diverged = all_losses.len() - final_losses.len();
             let steps: Vec<f64> = idx
                 .iter()
                 .filter_map(|&i| rows[i].target_step.map(|s| s as f64))
@@ -315,6 +331,7 @@ pub fn group_stats(runs: &[RunRecord], rows: &[RunRow]) -> Vec<GroupStats> {
                 reached: steps.len(),
                 n: idx.len(),
                 running: idx.iter().filter(|&&i| !rows[i].finished).count(),
+                diverged,
                 steps_mean: steps_ms.map(|x| x.0),
                 steps_std: steps_ms.and_then(|x| x.1),
                 steps_to_target: steps,

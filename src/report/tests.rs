@@ -454,3 +454,48 @@ fn compare_args_parse_from_the_command_line() {
     );
     assert!(W::try_parse_from(["speedrun", "r", "--format", "xml"]).is_err());
 }
+
+#[test]
+fn diverged_run_with_null_loss_is_kept_and_left_out_of_loss_stats() {
+    // serde_json writes a NaN loss as null; the run must load, show, plot and not poison stats.
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("neon_s0");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::write(
+        run.join("config.toml"),
+        "name = \"neon_s0\"\nseed = 0\n[optim]\nname = \"neon\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        run.join("log.jsonl"),
+        concat!(
+            r#"{"kind":"val","step":0,"val_loss":10.8,"tokens":0,"train_time_ms":0.0}"#,
+            "\n",
+            r#"{"kind":"val","step":50,"val_loss":7.5,"tokens":800,"train_time_ms":400.0}"#,
+            "\n",
+            r#"{"kind":"val","step":100,"val_loss":null,"tokens":1600,"train_time_ms":800.0}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let r = load_run(&run).unwrap();
+    assert!(r.val[2].val_loss.is_nan());
+    let row = RunRow::from_run(&r, Some(3.28));
+    assert!(row.final_val_loss.unwrap().is_nan() && !row.reached);
+    let g = stats::group_stats(&[r.clone()], &[row]);
+    assert_eq!((g[0].diverged, g[0].final_loss_mean), (1, None));
+    assert_eq!(g[0].n_label(), "1 (1 running, 1 diverged)");
+    let json: serde_json::Value = serde_json::from_str(&render(
+        &[r.clone()],
+        &CompareOpts {
+            target: None,
+            format: Format::Json,
+        },
+    ))
+    .unwrap();
+    assert!(
+        json["runs"][0]["final_val_loss"].is_null(),
+        "NaN is written as null"
+    );
+    plot::plot_runs(&[r], Some(3.28), &dir.path().join("d.svg")).unwrap();
+}
