@@ -482,11 +482,11 @@ fn diverged_run_with_null_loss_is_kept_and_left_out_of_loss_stats() {
     assert!(r.val[2].val_loss.is_nan());
     let row = RunRow::from_run(&r, Some(3.28));
     assert!(row.final_val_loss.unwrap().is_nan() && !row.reached);
-    let g = stats::group_stats(&[r.clone()], &[row]);
+    let g = stats::group_stats(std::slice::from_ref(&r), &[row]);
     assert_eq!((g[0].diverged, g[0].final_loss_mean), (1, None));
     assert_eq!(g[0].n_label(), "1 (1 running, 1 diverged)");
     let json: serde_json::Value = serde_json::from_str(&render(
-        &[r.clone()],
+        std::slice::from_ref(&r),
         &CompareOpts {
             target: None,
             format: Format::Json,
