@@ -27,6 +27,8 @@ pub enum Command {
     Init(crate::train::cli::InitArgs),
     /// Run several optimizers × seeds from shared initial weights, then compare them.
     Race(crate::train::race::RaceArgs),
+    /// Compare runs: table, plots, statistics over seeds (works on running jobs too).
+    Compare(crate::report::cli::CompareArgs),
     /// Time the model and optimizer steps, next to the PyTorch peer.
     Bench(bench::BenchArgs),
 }
@@ -46,6 +48,7 @@ pub fn main() -> i32 {
         Command::Train(a) => crate::train::cli::run_train(a),
         Command::Init(a) => crate::train::cli::run_init(a),
         Command::Race(a) => crate::train::race::run(a),
+        Command::Compare(a) => crate::report::cli::run(a),
         Command::Bench(a) => bench::run(a),
     };
     match res {

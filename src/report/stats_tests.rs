@@ -1,0 +1,152 @@
+//! Statistics tests: the special functions, Welch's t-test and the seed groups of the fixture
+//! runs, against scipy numbers printed by scripts/golden_stats.py.
+use super::stats::{self, ln_gamma, mean_std, reg_inc_beta, student_t_cdf, welch};
+use super::tests::{all_fixtures, close};
+use super::*;
+
+// Golden numbers from `.venv/bin/python scripts/golden_stats.py` (scipy 1.x):
+// muon_loss mean = 3.1033333333333335
+// muon_loss std(ddof=1) = 0.01527525231651958
+// adamw_loss mean = 3.33
+// adamw_loss std(ddof=1) = 0.028284271247461926
+// muon_steps mean = 166.66666666666666
+// muon_steps std(ddof=1) = 28.867513459481287
+// muon track3 margin = 0.305995642670501
+// adamw track3 margin = -0.07071067811865514
+// welch loss muon vs adamw: t = -10.369902782617093 df = 1.4002271866717204 p = 0.02711398294303568
+// welch steps muon vs other: t = 1.257237114187424 df = 4.733990147783252 p = 0.26712463219295957
+// welch close: t = -0.24223894526163026 df = 6.160549712591647 p = 0.8164583769602868
+// t.cdf(0.0, 3.0) = 0.5
+// t.cdf(1.0, 1.0) = 0.75
+// t.cdf(-2.5, 4.0) = 0.03338327240599407
+// t.cdf(2.0, 2.7) = 0.925288280964749
+// t.cdf(10.0, 1.3) = 0.9827210661317956
+// t.cdf(0.3, 250.0) = 0.6177867754919752
+// betainc(0.5, 0.5, 0.3) = 0.36901011956554536
+// betainc(2.0, 3.0, 0.4) = 0.5247999999999999
+// betainc(1.35, 0.5, 0.9) = 0.6258760927933079
+// betainc(10.0, 0.5, 0.999) = 0.8888967091248604
+// lgamma(0.5) = 0.5723649429247
+// lgamma(1.0) = 0.0
+// lgamma(3.7) = 1.428072326665388
+// lgamma(10.0) = 12.801827480081469
+// lgamma(125.5) = 479.4578223639034
+
+#[test]
+fn special_functions_match_scipy() {
+    for (x, want) in [
+        (0.5, 0.5723649429247),
+        (1.0, 0.0),
+        (3.7, 1.428072326665388),
+        (10.0, 12.801827480081469),
+        (125.5, 479.4578223639034),
+    ] {
+        assert!(
+            (ln_gamma(x) - want).abs() < 1e-12,
+            "lgamma({x}) = {}",
+            ln_gamma(x)
+        );
+    }
+    for (a, b, x, want) in [
+        (0.5, 0.5, 0.3, 0.36901011956554536),
+        (2.0, 3.0, 0.4, 0.5247999999999999),
+        (1.35, 0.5, 0.9, 0.6258760927933079),
+        (10.0, 0.5, 0.999, 0.8888967091248604),
+    ] {
+        let got = reg_inc_beta(a, b, x);
+        assert!((got - want).abs() < 1e-12, "betainc({a},{b},{x}) = {got}");
+    }
+    for (t, df, want) in [
+        (0.0, 3.0, 0.5),
+        (1.0, 1.0, 0.75),
+        (-2.5, 4.0, 0.03338327240599407),
+        (2.0, 2.7, 0.925288280964749),
+        (10.0, 1.3, 0.9827210661317956),
+        (0.3, 250.0, 0.6177867754919752),
+    ] {
+        let got = student_t_cdf(t, df);
+        assert!((got - want).abs() < 1e-12, "t.cdf({t},{df}) = {got}");
+    }
+}
+
+#[test]
+fn welch_and_mean_std_match_scipy() {
+    let (m, s) = mean_std(&[3.10, 3.12, 3.09]).unwrap();
+    assert!(close(m, 3.1033333333333335, 1e-14) && close(s.unwrap(), 0.01527525231651958, 1e-12));
+    assert_eq!(
+        mean_std(&[3.3]),
+        Some((3.3, None)),
+        "one value: no sample std"
+    );
+    for (a, b, t, df, p) in [
+        (
+            vec![3.10, 3.12, 3.09],
+            vec![3.35, 3.31],
+            -10.369902782617093,
+            1.4002271866717204,
+            0.02711398294303568,
+        ),
+        (
+            vec![150.0, 200.0, 150.0],
+            vec![100.0, 150.0, 125.0, 175.0],
+            1.257237114187424,
+            4.733990147783252,
+            0.26712463219295957,
+        ),
+        (
+            vec![1.0, 2.0, 3.0, 4.0],
+            vec![1.5, 2.5, 2.0, 4.5, 3.0],
+            -0.24223894526163026,
+            6.160549712591647,
+            0.8164583769602868,
+        ),
+    ] {
+        let w = welch(&a, &b).unwrap();
+        assert!(close(w.t, t, 1e-10) && close(w.df, df, 1e-10), "{w:?}");
+        assert!((w.p - p).abs() < 1e-10, "p = {} want {p}", w.p);
+    }
+    assert!(welch(&[1.0], &[2.0, 3.0]).is_none(), "n < 2");
+    assert!(welch(&[1.0, 1.0], &[2.0, 2.0]).is_none(), "zero variance");
+}
+
+#[test]
+fn groups_over_seeds_on_fixtures_match_scipy() {
+    let runs = all_fixtures();
+    let rows = run_rows(&runs, None);
+    assert_eq!(
+        stats::group_runs(&runs),
+        vec![vec![0, 1, 2], vec![3, 4], vec![5]]
+    );
+    let g = stats::group_stats(&runs, &rows);
+    let labels: Vec<&str> = g.iter().map(|g| g.label.as_str()).collect();
+    assert_eq!(labels, ["muon", "adamw", "neon_live"]);
+    let (m, a) = (&g[0], &g[1]);
+    assert!(close(m.final_loss_mean.unwrap(), 3.1033333333333335, 1e-14));
+    assert!(close(m.final_loss_std.unwrap(), 0.01527525231651958, 1e-12));
+    assert!(close(m.track3_margin.unwrap(), 0.305995642670501, 1e-12));
+    assert_eq!(m.track3_pass, Some(true));
+    assert_eq!((m.reached, m.n), (3, 3));
+    assert!(close(m.steps_mean.unwrap(), 166.66666666666666, 1e-14));
+    assert!(close(m.steps_std.unwrap(), 28.867513459481287, 1e-12));
+    assert!(close(
+        a.final_loss_std.unwrap(),
+        0.028284271247461926,
+        1e-12
+    ));
+    assert!(close(a.track3_margin.unwrap(), -0.07071067811865514, 1e-12));
+    assert_eq!(
+        (a.track3_pass, a.reached, a.steps_mean),
+        (Some(false), 0, None)
+    );
+    let c = stats::compare_groups(&g);
+    assert_eq!((c[0].a.as_str(), c[0].b.as_str()), ("muon", "adamw"));
+    assert!((c[0].final_loss.unwrap().p - 0.02711398294303568).abs() < 1e-10);
+    assert!(
+        c[0].steps_to_target.is_none(),
+        "adamw has no steps to target"
+    );
+    // A config difference other than seed/name splits a group.
+    let mut changed = runs[1].clone();
+    changed.config["optim"]["muon"]["lr"] = toml::Value::Float(0.001);
+    assert_eq!(stats::group_runs(&[runs[0].clone(), changed]).len(), 2);
+}

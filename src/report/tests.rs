@@ -1,0 +1,501 @@
+//! Tests of `speedrun compare` on the hand-made fixture runs in tests/fixtures/runs/:
+//! muon_s0..2 (same config, seeds 0..2, target 3.28 reached at steps 150/200/150),
+//! adamw_s0..1 (never reach 3.28), neon_live (unfinished: no summary.json, partial last line).
+use super::cli::expand_run_dirs;
+use super::*;
+use std::path::{Path, PathBuf};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs")
+}
+
+pub(super) fn fixture(name: &str) -> RunRecord {
+    load_run(&fixtures().join(name)).unwrap()
+}
+
+fn all_fixture_dirs() -> Vec<PathBuf> {
+    [
+        "muon_s0",
+        "muon_s1",
+        "muon_s2",
+        "adamw_s0",
+        "adamw_s1",
+        "neon_live",
+    ]
+    .iter()
+    .map(|n| fixtures().join(n))
+    .collect()
+}
+
+pub(super) fn all_fixtures() -> Vec<RunRecord> {
+    all_fixture_dirs()
+        .iter()
+        .map(|d| load_run(d).unwrap())
+        .collect()
+}
+
+pub(super) fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * b.abs().max(1.0)
+}
+
+/// The raw JSON records of a fixture's log, parsed independently of `load.rs` (skipping an
+/// unparsable last line), so table numbers are checked against the file itself.
+fn raw_log(name: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(fixtures().join(name).join("log.jsonl")).unwrap();
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn table_numbers_match_the_jsonl() {
+    for name in [
+        "muon_s0",
+        "muon_s1",
+        "muon_s2",
+        "adamw_s0",
+        "adamw_s1",
+        "neon_live",
+    ] {
+        let row = RunRow::from_run(&fixture(name), Some(3.28));
+        let log = raw_log(name);
+        let vals: Vec<&serde_json::Value> = log.iter().filter(|v| v["kind"] == "val").collect();
+        let hit = vals
+            .iter()
+            .find(|v| v["val_loss"].as_f64().unwrap() <= 3.28);
+        assert_eq!(row.reached, hit.is_some(), "{name}");
+        assert_eq!(
+            row.target_step,
+            hit.map(|v| v["step"].as_u64().unwrap()),
+            "{name}"
+        );
+        assert_eq!(
+            row.target_tokens,
+            hit.map(|v| v["tokens"].as_u64().unwrap()),
+            "{name}"
+        );
+        assert_eq!(
+            row.target_train_time_ms,
+            hit.map(|v| v["train_time_ms"].as_f64().unwrap()),
+            "{name}"
+        );
+        assert_eq!(
+            row.final_val_loss,
+            vals.last().unwrap()["val_loss"].as_f64(),
+            "{name}"
+        );
+        // The trainer's own "target" record (3.28 is each fixture's own target) agrees too.
+        let own = log.iter().find(|v| v["kind"] == "target");
+        assert_eq!(
+            row.target_step,
+            own.map(|v| v["step"].as_u64().unwrap()),
+            "{name}"
+        );
+    }
+    // Hand-checked values for muon_s0: val 3.27 at step 150 (first ≤ 3.28), 150·16384 tokens,
+    // timed train records step 20 (8100 ms) … step 200 (153000 ms): 144900 ms / 180 steps.
+    let r = RunRow::from_run(&fixture("muon_s0"), None);
+    assert_eq!(r.target, Some(3.28));
+    assert_eq!(
+        (r.target_step, r.target_tokens, r.target_train_time_ms),
+        (Some(150), Some(2_457_600), Some(112_700.0))
+    );
+    assert_eq!((r.final_step, r.final_val_loss), (Some(200), Some(3.10)));
+    assert_eq!(r.step_avg_ms, Some(805.0));
+    assert!(close(r.tok_per_s.unwrap(), 16384.0 * 1000.0 / 805.0, 1e-12));
+    assert_eq!(
+        r.hparams,
+        "muon.lr=0.00036; head.lr=0.0036; steps=200; batch_tokens=16384"
+    );
+    assert_eq!(
+        (r.optim.as_str(), r.device.as_str()),
+        ("muon", "cpu (2 threads)")
+    );
+}
+
+#[test]
+fn recomputed_rows_agree_with_finished_summaries() {
+    for run in all_fixtures().iter().filter(|r| r.finished) {
+        let s = run.summary.clone().unwrap();
+        let r = RunRow::from_run(run, None);
+        assert_eq!(Some(r.reached), s.reached_target, "{}", r.name);
+        assert_eq!(r.target_step, s.target_step, "{}", r.name);
+        assert_eq!(r.target_tokens, s.target_tokens, "{}", r.name);
+        assert_eq!(r.target_train_time_ms, s.target_train_time_ms, "{}", r.name);
+        assert_eq!(r.final_val_loss, s.final_val_loss, "{}", r.name);
+        assert_eq!(r.final_step, s.final_step, "{}", r.name);
+        assert!(close(r.step_avg_ms.unwrap(), s.step_avg_ms.unwrap(), 1e-12));
+        assert!(close(r.tok_per_s.unwrap(), s.tok_per_s.unwrap(), 1e-12));
+    }
+}
+
+#[test]
+fn unfinished_run_with_partial_last_line() {
+    let run = fixture("neon_live");
+    assert!(run.summary.is_none() && !run.finished);
+    // The last line of the file is `{"kind":"train","step":130,"loss":3.9` (cut mid-append).
+    let text = std::fs::read_to_string(run.dir.join("log.jsonl")).unwrap();
+    assert!(serde_json::from_str::<serde_json::Value>(text.lines().last().unwrap()).is_err());
+    assert_eq!(run.train.last().unwrap().step, 120);
+    assert_eq!(run.val.len(), 3);
+    let r = RunRow::from_run(&run, None);
+    assert_eq!(
+        r.target,
+        Some(3.28),
+        "target comes from config.toml without a summary"
+    );
+    assert!(!r.reached && !r.finished);
+    assert_eq!((r.final_step, r.final_val_loss), (Some(120), Some(3.60)));
+    // Timed span: step 20 (9100 ms) → step 120 (99550 ms).
+    assert!(close(
+        r.step_avg_ms.unwrap(),
+        (99550.0 - 9100.0) / 100.0,
+        1e-12
+    ));
+    let md = render(&[run], &CompareOpts::default());
+    assert!(md.contains("| running |"), "{md}");
+    assert!(md.contains("| neon_live | neon | 1 (1 running) |"), "{md}");
+}
+
+#[test]
+fn bad_line_in_the_middle_is_an_error_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = r#"{"kind":"val","step":0,"val_loss":10.8,"tokens":0,"train_time_ms":0.0}"#;
+    std::fs::write(
+        dir.path().join("log.jsonl"),
+        format!("{good}\n{{oops\n{good}\n"),
+    )
+    .unwrap();
+    let e = format!("{:#}", load_run(dir.path()).unwrap_err());
+    assert!(e.contains("log.jsonl:2: malformed JSON"), "{e}");
+    assert!(!e.contains('\n'), "one line: {e}");
+    // A val record missing its loss is named as such.
+    std::fs::write(
+        dir.path().join("log.jsonl"),
+        "{\"kind\":\"val\",\"step\":3}\n{}\n",
+    )
+    .unwrap();
+    let e = format!("{:#}", load_run(dir.path()).unwrap_err());
+    assert!(e.contains("log.jsonl:1: bad val record"), "{e}");
+}
+
+#[test]
+fn malformed_files_give_one_line_errors_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let e = format!("{:#}", load_run(p).unwrap_err());
+    assert!(e.contains("not a run directory"), "{e}");
+    std::fs::write(p.join("log.jsonl"), "").unwrap();
+    std::fs::write(p.join("config.toml"), "name = \n[optim\n").unwrap();
+    let e = format!("{:#}", load_run(p).unwrap_err());
+    assert!(
+        e.contains("config.toml: malformed TOML") && !e.contains('\n'),
+        "{e}"
+    );
+    std::fs::write(p.join("config.toml"), "name = \"x\"\n").unwrap();
+    std::fs::write(p.join("summary.json"), "{\"finished\": 3}").unwrap();
+    let e = format!("{:#}", load_run(p).unwrap_err());
+    assert!(
+        e.contains("summary.json: malformed summary") && !e.contains('\n'),
+        "{e}"
+    );
+    std::fs::write(p.join("summary.json"), "{}").unwrap();
+    std::fs::write(p.join("meta.json"), "[").unwrap();
+    let e = format!("{:#}", load_run(p).unwrap_err());
+    assert!(
+        e.contains("meta.json: malformed JSON") && !e.contains('\n'),
+        "{e}"
+    );
+    let e = format!("{:#}", load_run(&p.join("nope")).unwrap_err());
+    assert!(e.contains("nope: not a directory"), "{e}");
+}
+
+#[test]
+fn target_override_recomputes_from_val_records() {
+    let s1 = fixture("muon_s1"); // vals 10.83, 4.05, 3.40, 3.30, 3.12 at steps 0..200 by 50
+    assert_eq!(RunRow::from_run(&s1, None).target_step, Some(200));
+    let r = RunRow::from_run(&s1, Some(3.5));
+    assert_eq!((r.target, r.target_step), (Some(3.5), Some(100)));
+    assert_eq!(r.target_tokens, Some(100 * 16384));
+    // Equality counts as reached (≤, as the record's rule).
+    assert_eq!(RunRow::from_run(&s1, Some(3.30)).target_step, Some(150));
+    assert!(!RunRow::from_run(&s1, Some(3.0)).reached);
+    // adamw never reaches its own 3.28, but reaches 3.4 at step 200.
+    let a = fixture("adamw_s1");
+    assert!(!RunRow::from_run(&a, None).reached);
+    assert_eq!(RunRow::from_run(&a, Some(3.4)).target_step, Some(200));
+}
+
+#[test]
+fn not_reached_runs_are_marked_not_dropped() {
+    let runs = all_fixtures();
+    let md = render(&runs, &CompareOpts::default());
+    for name in ["adamw_s0", "adamw_s1", "neon_live"] {
+        let line = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} |")))
+            .unwrap();
+        assert_eq!(line.matches("not reached").count(), 3, "{line}");
+    }
+    let line = md.lines().find(|l| l.starts_with("| muon_s0 |")).unwrap();
+    assert!(
+        !line.contains("not reached") && line.contains("| 150 | 2457600 | 112.7 |"),
+        "{line}"
+    );
+}
+
+/// Minimal RFC-4180 line splitter for reading our CSV back.
+fn csv_split(line: &str) -> Vec<String> {
+    let (mut out, mut cur, mut q, mut chars) =
+        (vec![], String::new(), false, line.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (c, q) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                cur.push('"');
+            }
+            ('"', _) => q = !q,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+#[test]
+fn csv_json_markdown_parse_back() {
+    let runs = all_fixtures();
+    let rows = run_rows(&runs, Some(3.3));
+    let opts = |format| CompareOpts {
+        target: Some(3.3),
+        format,
+    };
+
+    let csv = render(&runs, &opts(Format::Csv));
+    let lines: Vec<Vec<String>> = csv.lines().map(csv_split).collect();
+    assert_eq!(lines.len(), rows.len() + 1);
+    let col = |name: &str| lines[0].iter().position(|h| h == name).unwrap();
+    for (cells, r) in lines[1..].iter().zip(&rows) {
+        assert_eq!(cells.len(), lines[0].len());
+        assert_eq!(cells[col("run")], r.name);
+        assert_eq!(cells[col("hyperparameters")], r.hparams);
+        assert_eq!(
+            cells[col("device")],
+            r.device,
+            "quoted comma-free text survives"
+        );
+        assert_eq!(cells[col("reached")], r.reached.to_string());
+        let num = |c: &str| cells[col(c)].parse::<f64>().ok();
+        assert_eq!(num("steps_to_target"), r.target_step.map(|v| v as f64));
+        assert_eq!(num("train_time_to_target_ms"), r.target_train_time_ms);
+        assert_eq!(num("final_val_loss"), r.final_val_loss);
+        assert_eq!(num("step_avg_ms"), r.step_avg_ms);
+        assert_eq!(num("tok_per_s"), r.tok_per_s);
+        assert_eq!(num("target"), Some(3.3));
+    }
+
+    let json: serde_json::Value =
+        serde_json::from_str(&render(&runs, &opts(Format::Json))).unwrap();
+    assert_eq!(json["target"], 3.3);
+    let jr = json["runs"].as_array().unwrap();
+    assert_eq!(jr.len(), rows.len());
+    for (j, r) in jr.iter().zip(&rows) {
+        assert_eq!(j["name"], r.name.as_str());
+        assert_eq!(j["target_step"].as_u64(), r.target_step);
+        assert_eq!(j["final_val_loss"].as_f64(), r.final_val_loss);
+        assert_eq!(j["reached"], r.reached);
+    }
+    assert_eq!(json["groups"].as_array().unwrap().len(), 3);
+    assert_eq!(json["comparisons"].as_array().unwrap().len(), 3);
+
+    let md = render(&runs, &opts(Format::Markdown));
+    let table: Vec<&str> = md
+        .lines()
+        .skip_while(|l| !l.starts_with("| run |"))
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert_eq!(table.len(), rows.len() + 2);
+    for (l, r) in table[2..].iter().zip(&rows) {
+        let cells: Vec<&str> = l.trim_matches('|').split(" | ").map(str::trim).collect();
+        assert_eq!(cells.len(), 12, "{l}");
+        assert_eq!(cells[0], r.name);
+        let want = r
+            .target_step
+            .map_or("not reached".to_string(), |s| s.to_string());
+        assert_eq!(cells[4], want);
+    }
+    assert!(md.contains("## Statistics over seeds"));
+}
+
+#[test]
+fn plots_are_written_as_svg_and_png() {
+    let runs = all_fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("p.svg");
+    plot::plot_runs(&runs, Some(3.28), &svg).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.contains("muon_s0") && text.contains("target 3.28"));
+    let png = dir.path().join("p.PNG");
+    plot::plot_runs(&runs, Some(3.28), &png).unwrap();
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(
+        bytes.len() > 10_000 && bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{}",
+        bytes.len()
+    );
+    let e = format!(
+        "{:#}",
+        plot::plot_runs(&runs, None, &dir.path().join("p.jpg")).unwrap_err()
+    );
+    assert!(e.contains("p.jpg: unsupported plot format"), "{e}");
+    let e = plot::plot_runs(&runs, None, &dir.path().join("no/such/p.png")).unwrap_err();
+    assert!(format!("{e:#}").contains("does not exist"), "{e:#}");
+}
+
+#[test]
+fn html_is_self_contained() {
+    let page = render_html(&all_fixtures(), None).unwrap();
+    assert!(
+        page.starts_with("<!DOCTYPE html>") && page.contains("<svg") && page.contains("<table>")
+    );
+    assert!(page.contains("<td>not reached</td>") && page.contains("Welch"));
+    for external in ["<script", "<link", "src=", "<img"] {
+        assert!(!page.contains(external), "external asset: {external}");
+    }
+}
+
+#[test]
+fn cli_expands_globs_and_directories_of_runs() {
+    let root = fixtures();
+    let glob = format!("{}/muon_*", root.display());
+    let dirs = expand_run_dirs(&[glob]).unwrap();
+    let names: Vec<_> = dirs
+        .iter()
+        .map(|d| d.file_name().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["muon_s0", "muon_s1", "muon_s2"]);
+    let all = expand_run_dirs(&[root.display().to_string()]).unwrap();
+    assert_eq!(all.len(), 6);
+    // Duplicates (a run named directly and via its parent) are kept once, first position.
+    let both = expand_run_dirs(&[
+        root.join("neon_live").display().to_string(),
+        root.display().to_string(),
+    ])
+    .unwrap();
+    assert_eq!((both.len(), both[0].ends_with("neon_live")), (6, true));
+    let e = format!(
+        "{:#}",
+        expand_run_dirs(&["/nonexistent/run".into()]).unwrap_err()
+    );
+    assert!(e.contains("/nonexistent/run: no such run directory"), "{e}");
+    let e = format!(
+        "{:#}",
+        expand_run_dirs(&[format!("{}/zz*", root.display())]).unwrap_err()
+    );
+    assert!(e.contains("matched no directory"), "{e}");
+    let md = compare(&all_fixture_dirs(), &CompareOpts::default()).unwrap();
+    assert!(md.starts_with("Target val loss: 3.28"), "{md}");
+}
+#[test]
+fn cli_run_writes_plot_and_html() {
+    let dir = tempfile::tempdir().unwrap();
+    let (png, html) = (dir.path().join("out.png"), dir.path().join("r.html"));
+    cli::run(cli::CompareArgs {
+        runs: vec![format!("{}/*_s*", fixtures().display())],
+        target: Some(3.4),
+        format: Format::Json,
+        plot: Some(png.clone()),
+        html: Some(html.clone()),
+    })
+    .unwrap();
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("Target val loss: 3.4") && page.contains("target 3.4"));
+    assert!(!page.contains("neon_live"), "glob *_s* excludes neon_live");
+}
+
+#[test]
+fn clip_top_cuts_lines_at_the_crossing() {
+    // (0, 10) → (50, 4) crosses y = 5 at x = 50·5/6; the point above is dropped.
+    let pieces = plot::clip_top(&[(0.0, 10.0), (50.0, 4.0), (100.0, 3.5)], 5.0);
+    assert_eq!(pieces.len(), 1);
+    assert!((pieces[0][0].0 - 250.0 / 6.0).abs() < 1e-12 && pieces[0][0].1 == 5.0);
+    assert_eq!(&pieces[0][1..], &[(50.0, 4.0), (100.0, 3.5)]);
+    // A spike above the edge splits the line in two.
+    let p = plot::clip_top(&[(0.0, 1.0), (1.0, 3.0), (2.0, 1.0)], 2.0);
+    assert_eq!(
+        p,
+        vec![vec![(0.0, 1.0), (0.5, 2.0)], vec![(1.5, 2.0), (2.0, 1.0)]]
+    );
+}
+
+#[test]
+fn compare_args_parse_from_the_command_line() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct W {
+        #[command(flatten)]
+        a: cli::CompareArgs,
+    }
+    let w = W::try_parse_from(["speedrun", "runs/a", "runs/b*", "--target", "3.3"]).unwrap();
+    assert_eq!(w.a.runs, ["runs/a", "runs/b*"]);
+    assert_eq!((w.a.target, w.a.format), (Some(3.3), Format::Markdown));
+    let w = W::try_parse_from([
+        "speedrun", "r", "--format", "csv", "--plot", "p.png", "--html", "x.html",
+    ])
+    .unwrap();
+    assert_eq!(w.a.format, Format::Csv);
+    assert_eq!(w.a.plot.as_deref(), Some(Path::new("p.png")));
+    assert_eq!(w.a.html.as_deref(), Some(Path::new("x.html")));
+    assert!(
+        W::try_parse_from(["speedrun"]).is_err(),
+        "a run dir is required"
+    );
+    assert!(W::try_parse_from(["speedrun", "r", "--format", "xml"]).is_err());
+}
+
+#[test]
+fn diverged_run_with_null_loss_is_kept_and_left_out_of_loss_stats() {
+    // serde_json writes a NaN loss as null; the run must load, show, plot and not poison stats.
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("neon_s0");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::write(
+        run.join("config.toml"),
+        "name = \"neon_s0\"\nseed = 0\n[optim]\nname = \"neon\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        run.join("log.jsonl"),
+        concat!(
+            r#"{"kind":"val","step":0,"val_loss":10.8,"tokens":0,"train_time_ms":0.0}"#,
+            "\n",
+            r#"{"kind":"val","step":50,"val_loss":7.5,"tokens":800,"train_time_ms":400.0}"#,
+            "\n",
+            r#"{"kind":"val","step":100,"val_loss":null,"tokens":1600,"train_time_ms":800.0}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let r = load_run(&run).unwrap();
+    assert!(r.val[2].val_loss.is_nan());
+    let row = RunRow::from_run(&r, Some(3.28));
+    assert!(row.final_val_loss.unwrap().is_nan() && !row.reached);
+    let g = stats::group_stats(std::slice::from_ref(&r), &[row]);
+    assert_eq!((g[0].diverged, g[0].final_loss_mean), (1, None));
+    assert_eq!(g[0].n_label(), "1 (1 running, 1 diverged)");
+    let json: serde_json::Value = serde_json::from_str(&render(
+        std::slice::from_ref(&r),
+        &CompareOpts {
+            target: None,
+            format: Format::Json,
+        },
+    ))
+    .unwrap();
+    assert!(
+        json["runs"][0]["final_val_loss"].is_null(),
+        "NaN is written as null"
+    );
+    plot::plot_runs(&[r], Some(3.28), &dir.path().join("d.svg")).unwrap();
+}
