@@ -77,7 +77,10 @@ def main():
     docs = ["Hello world", " The end.\n"]
     print("jsonl:", [t for d in docs for t in [EOT] + enc.encode_ordinary(d)])
 
-    # 5. Shipped data/tinystories: documents = blank-line-separated blocks, stripped, EOT before
+    # 5. The fetch_tinystories fixture of tests_fetch.rs: the valid file's two stories.
+    print("tinystories fixture val:", [t for d in ["One day.", "The end."] for t in [EOT] + enc.encode_ordinary(d)])
+
+    # 6. Shipped data/tinystories: documents = blank-line-separated blocks, stripped, EOT before
     #    each; val = the first 10% of tokens (rounded), train = the rest.
     text = open("data/corpus/tinystories_valid_head.txt", encoding="utf-8").read()
     docs = [d.strip() for d in text.split("\n\n")]

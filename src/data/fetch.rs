@@ -131,7 +131,11 @@ fn explain(err: ApiError, endpoint: &str, repo: &str, file: &str) -> anyhow::Err
         ApiError::LockAcquisition(_) => "another download of this file is running",
         _ => "retry; a partial download in <out>/.hf-cache is resumed",
     };
-    anyhow::anyhow!("{url}: {err}; {hint}")
+    match err {
+        // ureq's message already carries the URL.
+        ApiError::RequestError(_) => anyhow::anyhow!("{file}: {err}; {hint}"),
+        _ => anyhow::anyhow!("{url}: {err}; {hint}"),
+    }
 }
 
 /// Download `files` of the dataset `repo` into `cfg.out`, skipping files already complete.

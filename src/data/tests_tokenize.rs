@@ -7,6 +7,7 @@
 //! tinyshakespeare: val 32768 fe99db720dc7c83e694806d4e047a952909411da1daccde4ccc2e55f40882a62
 //! tinyshakespeare: train 305260 8a70606be574040c26d225694f5f9759973b419852d22f7fe5c118e1b359dcc8
 //! jsonl: [50256, 15496, 995, 50256, 383, 886, 13, 198]
+//! tinystories fixture val: [50256, 3198, 1110, 13, 50256, 464, 886, 13]
 //! tinystories: documents 4300 tokens 190329 val 19033
 //! tinystories: val sha256 aa6bc8f64dd3d7f8660d1b0252bf3abce32f8e5f58458e7b5006acae0482bb14
 //! tinystories: train sha256 de3bb5b9ba4e28bb6914d13f37293c665fdd27ee9021637f3f1475b92aff041d
