@@ -6,6 +6,12 @@
 //! - [`Loader::next_step`] returns `world` windows, one per (virtual) rank, in rank order.
 //! - [`Loader::position`] / [`Loader::seek`] with the serialisable [`LoaderPos`].
 //! - `cli::DataArgs` (clap) and `cli::run`.
+//!
+//! Helpers for the trainer: [`Loader::reset`] (validation restarts at shard 0, pos 0),
+//! [`Loader::steps_for_tokens`] (`val_tokens / (B·T·world)`, checked), [`Loader::num_tokens`],
+//! [`Loader::step_tokens`]. Modules: `shard` (format, mmap reads, atomic writes, pattern
+//! resolution), `loader`, `tokenize` (text → shards), `fetch` (hf-hub downloads), `cli`.
+//! Layout and provenance of the shipped files: `data/README.md`.
 
 pub mod cli;
 pub mod fetch;

@@ -8,6 +8,7 @@ use super::EOT;
 use anyhow::{bail, ensure, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
+use std::borrow::Cow;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
@@ -118,14 +119,20 @@ fn inner_name(path: &Path) -> String {
     name.strip_suffix(".gz").map(str::to_string).unwrap_or(name)
 }
 
-/// Split one input file into documents (returns the documents and the input size in bytes).
-pub fn read_documents(path: &Path, split: &DocSplit) -> Result<(Vec<String>, usize)> {
+/// Read one input file as UTF-8 text (gunzipped if `*.gz`).
+pub fn read_text(path: &Path) -> Result<String> {
     let bytes = read_maybe_gz(path)?;
-    let n = bytes.len();
-    let text =
-        String::from_utf8(bytes).with_context(|| format!("{}: not valid UTF-8", path.display()))?;
-    let name = inner_name(path);
-    if name.ends_with(".jsonl") {
+    String::from_utf8(bytes).with_context(|| format!("{}: not valid UTF-8", path.display()))
+}
+
+/// Cut the text of `path` into documents. Pieces borrow from `text` where possible, so a large
+/// corpus is not held twice.
+pub fn split_documents<'a>(
+    path: &Path,
+    text: &'a str,
+    split: &DocSplit,
+) -> Result<Vec<Cow<'a, str>>> {
+    if inner_name(path).ends_with(".jsonl") {
         let mut docs = Vec::new();
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
@@ -135,7 +142,7 @@ pub fn read_documents(path: &Path, split: &DocSplit) -> Result<(Vec<String>, usi
                 .with_context(|| format!("{}: line {}: invalid JSON", path.display(), i + 1))?;
             match v.get("text").and_then(|t| t.as_str()) {
                 // fineweb.py encodes doc["text"] as is, so no trimming here.
-                Some(t) => docs.push(t.to_string()),
+                Some(t) => docs.push(Cow::Owned(t.to_string())),
                 None => bail!(
                     "{}: line {}: no string field \"text\"",
                     path.display(),
@@ -143,16 +150,18 @@ pub fn read_documents(path: &Path, split: &DocSplit) -> Result<(Vec<String>, usi
                 ),
             }
         }
-        return Ok((docs, n));
+        return Ok(docs);
     }
-    let docs = match split {
-        DocSplit::PerFile => vec![text],
+    Ok(match split {
+        DocSplit::PerFile => vec![Cow::Borrowed(text)],
         DocSplit::Separator(sep) => {
             ensure!(!sep.is_empty(), "document separator must not be empty");
+            // Rust's trim() and Python's str.strip() agree on every whitespace character that
+            // occurs in our corpora (they differ only on U+001C..U+001F).
             text.split(sep.as_str())
                 .map(str::trim)
                 .filter(|d| !d.is_empty())
-                .map(str::to_string)
+                .map(Cow::Borrowed)
                 .collect()
         }
         DocSplit::Rejoin(sep) => {
@@ -164,25 +173,28 @@ pub fn read_documents(path: &Path, split: &DocSplit) -> Result<(Vec<String>, usi
                 .enumerate()
                 .map(|(i, p)| {
                     if i == last {
-                        p.to_string()
+                        Cow::Borrowed(*p)
                     } else {
-                        format!("{p}{sep}")
+                        Cow::Owned(format!("{p}{sep}"))
                     }
                 })
                 .collect()
         }
-    };
-    Ok((docs, n))
+    })
 }
 
 /// Encode documents in parallel (one rayon task per document, so a few large documents still
 /// spread over the cores), each preceded by EOT; `collect` keeps the input order.
-pub fn encode_documents(tok: &Tokenizer, docs: &[String], bar: &ProgressBar) -> Result<Vec<u16>> {
+pub fn encode_documents<S: AsRef<str> + Sync>(
+    tok: &Tokenizer,
+    docs: &[S],
+    bar: &ProgressBar,
+) -> Result<Vec<u16>> {
     let parts: Vec<Vec<u16>> = docs
         .par_iter()
         .map(|d| -> Result<Vec<u16>> {
             let enc = tok
-                .encode_fast(d.as_str(), false)
+                .encode_fast(d.as_ref(), false)
                 .map_err(|e| anyhow::anyhow!("tokenizer failed: {e}"))?;
             let mut out = Vec::with_capacity(enc.get_ids().len() + 1);
             out.push(EOT as u16);
@@ -255,13 +267,14 @@ pub fn encode_files(
     let mut tokens: Vec<u16> = Vec::new();
     let (mut documents, mut input_bytes) = (0usize, 0usize);
     for path in inputs {
-        let (docs, n) = read_documents(path, split)?;
+        let text = read_text(path)?;
+        let docs = split_documents(path, &text, split)?;
         let bar = progress_bar(docs.len() as u64, progress);
         bar.set_message(inner_name(path));
         tokens.extend(encode_documents(tok, &docs, &bar)?);
         bar.finish();
         documents += docs.len();
-        input_bytes += n;
+        input_bytes += text.len();
     }
     Ok((tokens, documents, input_bytes))
 }
