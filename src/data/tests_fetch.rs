@@ -22,6 +22,19 @@ struct Hub {
 
 impl Hub {
     fn start() -> Hub {
+        // ureq (inside hf-hub) sends every request through $HTTP(S)_PROXY / $ALL_PROXY when set
+        // and ignores NO_PROXY, which would route 127.0.0.1 to a proxy. No other test reads
+        // these variables, so clearing them process-wide is harmless.
+        for v in [
+            "ALL_PROXY",
+            "all_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+        ] {
+            std::env::remove_var(v);
+        }
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let files: Files = Default::default();
@@ -291,4 +304,20 @@ fn fetch_tinystories_downloads_text_and_tokenizes() {
     let (o, _) = fetch_tinystories(&c, TINYSTORIES_REPO, Some(8)).unwrap();
     assert!(o.iter().all(|x| matches!(x, Outcome::Skipped(_))));
     assert_eq!(hub.hits(TINYSTORIES_FILES[0]), 2);
+}
+
+#[test]
+fn endpoint_precedence_flag_then_env_then_default() {
+    let mut c = FetchConfig {
+        endpoint: None,
+        out: "unused".into(),
+        progress: false,
+    };
+    // Only this test touches HF_ENDPOINT (the other fetch tests pass an explicit endpoint).
+    std::env::set_var("HF_ENDPOINT", "http://mirror.example/");
+    assert_eq!(c.endpoint(), "http://mirror.example");
+    std::env::remove_var("HF_ENDPOINT");
+    assert_eq!(c.endpoint(), DEFAULT_ENDPOINT);
+    c.endpoint = Some("http://flag.example".into());
+    assert_eq!(c.endpoint(), "http://flag.example");
 }
