@@ -20,15 +20,14 @@ pub fn parse_device(spec: &str) -> Result<Device> {
         s if s == "cuda" || s.starts_with("cuda:") => {
             let ordinal: usize = match s.strip_prefix("cuda:") {
                 None => 0,
-                Some(n) => n.parse().map_err(|_| {
-                    anyhow::anyhow!("--device {s}: expected cuda:N with N a GPU index")
-                })?,
+                Some(n) => n
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--device {s}: expected cuda:N with N a GPU index"))?,
             };
             if !candle_core::utils::cuda_is_available() {
                 bail!("--device {s}: this binary was built without CUDA; rebuild with `cargo build --release --features cuda` (or scripts/build-cuda.sh)");
             }
-            Device::new_cuda(ordinal)
-                .map_err(|e| anyhow::anyhow!("--device {s}: cannot open GPU {ordinal}: {e}"))
+            Device::new_cuda(ordinal).map_err(|e| anyhow::anyhow!("--device {s}: cannot open GPU {ordinal}: {e}"))
         }
         other => bail!("--device {other}: expected auto, cpu, cuda or cuda:N"),
     }
@@ -44,9 +43,7 @@ pub fn describe(device: &Device) -> String {
 }
 
 fn rayon_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// `--precision fp32|bf16`: the dtype of the forward/backward compute. Master weights and

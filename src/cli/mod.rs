@@ -2,11 +2,7 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "speedrun",
-    version,
-    about = "NanoGPT speedrun (GPT-2 124M, record 4) on candle: train, race and compare optimizers"
-)]
+#[command(name = "speedrun", version, about = "NanoGPT speedrun (GPT-2 124M, record 4) on candle: train, race and compare optimizers")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

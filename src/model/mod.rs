@@ -35,14 +35,7 @@ fn default_rope_base() -> f64 {
 impl GptConfig {
     /// Record 4: 12 layers, 12 heads, width 768, vocab 50257, T = 1024 (123,532,032 parameters).
     pub fn record4() -> Self {
-        GptConfig {
-            vocab_size: 50257,
-            n_layer: 12,
-            n_head: 12,
-            n_embd: 768,
-            seq_len: 1024,
-            rope_base: 10000.0,
-        }
+        GptConfig { vocab_size: 50257, n_layer: 12, n_head: 12, n_embd: 768, seq_len: 1024, rope_base: 10000.0 }
     }
 
     /// Number of trainable parameters (tied head counted once).
@@ -108,12 +101,7 @@ impl Gpt {
     }
 
     /// Logits (B, T, vocab) in fp32, with a graph.
-    pub fn logits(
-        &self,
-        idx: &Tensor,
-        compute: DType,
-        sink: Option<&mut dyn LayerInputSink>,
-    ) -> Result<Tensor> {
+    pub fn logits(&self, idx: &Tensor, compute: DType, sink: Option<&mut dyn LayerInputSink>) -> Result<Tensor> {
         let _ = (idx, compute, sink);
         todo!("model issue")
     }

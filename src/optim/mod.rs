@@ -56,11 +56,7 @@ pub struct OptimizerSet {
 
 /// Route `params` (sorted by name) to groups for `cfg.name`. `ns_dtype` is the dtype of
 /// Newton–Schulz (bf16 on GPU, f32 on CPU).
-pub fn build(
-    cfg: &OptimConfig,
-    params: &BTreeMap<String, Var>,
-    ns_dtype: DType,
-) -> Result<OptimizerSet> {
+pub fn build(cfg: &OptimConfig, params: &BTreeMap<String, Var>, ns_dtype: DType) -> Result<OptimizerSet> {
     let _ = (cfg, params, ns_dtype);
     todo!("optimizer issue")
 }
@@ -77,10 +73,7 @@ impl OptimizerSet {
 
     /// (label, scheduled lr) per group, for logs.
     pub fn lrs(&self, lr_mult: f64) -> Vec<(String, f64)> {
-        self.groups
-            .iter()
-            .map(|g| (g.label().to_string(), g.base_lr() * lr_mult))
-            .collect()
+        self.groups.iter().map(|g| (g.label().to_string(), g.base_lr() * lr_mult)).collect()
     }
 
     /// All state, names prefixed by group label (`muon.momentum.transformer.h.0...`).
