@@ -184,14 +184,15 @@ pub fn fetch_dataset_files(
         // The snapshot entry is a symlink to the blob: move the blob itself.
         let blob = std::fs::canonicalize(&link)
             .with_context(|| format!("{}: cannot resolve the downloaded file", link.display()))?;
-        check_file(&blob, spec.expect).with_context(|| {
-            format!(
-                "{}/datasets/{repo}/resolve/main/{} served a bad file (delete {} and retry, or try another mirror)",
-                endpoint,
-                spec.name,
-                cache.display()
-            )
-        })?;
+        if let Err(e) = check_file(&blob, spec.expect) {
+            // Drop the bad blob so that a retry downloads afresh instead of trusting it.
+            let _ = std::fs::remove_file(&blob);
+            let _ = std::fs::remove_file(&link);
+            bail!(
+                "{endpoint}/datasets/{repo}/resolve/main/{} served a bad file: {e:#}; retry, or try another mirror (HF_ENDPOINT / --endpoint)",
+                spec.name
+            );
+        }
         std::fs::rename(&blob, &target).with_context(|| {
             format!(
                 "{}: cannot move the download from {}",
