@@ -238,6 +238,12 @@ fn fetch_reports_wrong_size_bad_header_missing_file_and_no_server() {
         e.contains("x_000000.bin") && e.contains("header says 40 tokens"),
         "{e}"
     );
+    assert!(!dir.path().join("x_000000.bin").exists());
+    // Once the server is fixed, the same call succeeds.
+    hub.put("me/bad", "x_000000.bin", small_shard(3, 40));
+    let got = fetch_dataset_files(&c, "me/bad", &spec).unwrap();
+    assert!(matches!(got[0], Outcome::Downloaded(_)));
+    assert_eq!(read_header(&dir.path().join("x_000000.bin")).unwrap(), 40);
 
     // A file the hub does not have.
     let spec = [FileSpec {
