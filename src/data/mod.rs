@@ -6,11 +6,35 @@
 //! - [`Loader::next_step`] returns `world` windows, one per (virtual) rank, in rank order.
 //! - [`Loader::position`] / [`Loader::seek`] with the serialisable [`LoaderPos`].
 //! - `cli::DataArgs` (clap) and `cli::run`.
+//!
+//! Helpers for the trainer: [`Loader::reset`] (validation restarts at shard 0, pos 0),
+//! [`Loader::steps_for_tokens`] (`val_tokens / (B·T·world)`, checked), [`Loader::num_tokens`],
+//! [`Loader::step_tokens`]. Modules: `shard` (format, mmap reads, atomic writes, pattern
+//! resolution), `loader`, `tokenize` (text → shards), `fetch` (hf-hub downloads), `cli`.
+//! Layout and provenance of the shipped files: `data/README.md`.
 
 pub mod cli;
+pub mod fetch;
+pub mod loader;
+pub mod shard;
+pub mod tokenize;
 
-use anyhow::Result;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_fetch;
+#[cfg(test)]
+mod tests_tokenize;
+
+pub use loader::Loader;
+pub use shard::{read_header, read_shard, resolve_pattern, write_shard, Shard};
+
 use serde::{Deserialize, Serialize};
+
+/// GPT-2's `<|endoftext|>` id; every document is preceded by it (record4.md, "Shard format").
+pub const EOT: u32 = 50256;
+/// GPT-2 vocabulary size (not padded in record 4).
+pub const GPT2_VOCAB: usize = 50257;
 
 /// Where the loader stands: which shard (index in sorted order) and the shared base position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,27 +48,4 @@ pub struct LoaderPos {
 pub struct Window {
     pub inputs: Vec<u32>,
     pub targets: Vec<u32>,
-}
-
-/// The record-4 distributed data loader (all ranks of one step at once).
-pub struct Loader {}
-
-impl Loader {
-    pub fn new(pattern: &str, b: usize, t: usize, world: usize, vocab_size: usize) -> Result<Self> {
-        let _ = (pattern, b, t, world, vocab_size);
-        todo!("data issue")
-    }
-    pub fn next_step(&mut self) -> Result<Vec<Window>> {
-        todo!("data issue")
-    }
-    pub fn position(&self) -> LoaderPos {
-        todo!("data issue")
-    }
-    pub fn seek(&mut self, pos: LoaderPos) -> Result<()> {
-        let _ = pos;
-        todo!("data issue")
-    }
-    pub fn reset(&mut self) -> Result<()> {
-        todo!("data issue")
-    }
 }
