@@ -41,14 +41,14 @@ impl GptConfig {
         if c.vocab_size == 0 || c.n_layer == 0 || c.n_head == 0 || c.n_embd == 0 || c.seq_len == 0 {
             bail!("model config: vocab_size, n_layer, n_head, n_embd and seq_len must all be > 0 ({c:?})");
         }
-        if c.n_embd % c.n_head != 0 {
+        if !c.n_embd.is_multiple_of(c.n_head) {
             bail!(
                 "model config: n_embd {} is not divisible by n_head {}",
                 c.n_embd,
                 c.n_head
             );
         }
-        if (c.n_embd / c.n_head) % 2 != 0 {
+        if !(c.n_embd / c.n_head).is_multiple_of(2) {
             bail!("model config: head_dim {} must be even for rotary", c.n_embd / c.n_head);
         }
         if !(c.rope_base.is_finite() && c.rope_base > 0.0) {

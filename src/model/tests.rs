@@ -430,3 +430,61 @@ fn bad_inputs_are_errors() {
     };
     assert!(Gpt::new(&bad, &Device::Cpu, 0).is_err());
 }
+
+fn cosine(a: &Tensor, b: &Tensor) -> f64 {
+    let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+    let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+    let dot: f64 = a.iter().zip(&b).map(|(x, y)| (*x as f64) * (*y as f64)).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn bf16_gradients_reach_the_fp32_master_weights_and_match_fp32() {
+    // The bf16 path casts the fp32 Vars inside forward; `to_dtype` must carry the gradient back
+    // to them in fp32, and the direction must agree with the fp32 path.
+    let model = Gpt::new(&tiny_cfg(), &Device::Cpu, 21).unwrap();
+    let (idx, tgt) = (tokens(2, 16, 97, 30), tokens(2, 16, 97, 31));
+    let g32 = model.loss(&idx, &tgt, DType::F32, None).unwrap().backward().unwrap();
+    let g16 = model.loss(&idx, &tgt, DType::BF16, None).unwrap().backward().unwrap();
+    for (name, var) in model.vars() {
+        let a = g32.get(var.as_tensor()).unwrap();
+        let b = g16
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{name}: no bf16 gradient"));
+        assert_eq!(b.dtype(), DType::F32, "{name}");
+        let c = cosine(a, b);
+        assert!(c > 0.98, "{name}: cosine(fp32 grad, bf16 grad) = {c}");
+    }
+}
+
+#[test]
+fn rotary_and_mask_tables_are_built_once_per_length() {
+    let model = Gpt::new(&tiny_cfg(), &Device::Cpu, 2).unwrap();
+    for t in [8, 8, 16, 8] {
+        model
+            .eval_loss(&tokens(1, t, 97, 0), &tokens(1, t, 97, 1), DType::F32)
+            .unwrap();
+    }
+    let cache = model.tables.lock().unwrap();
+    let mut lens: Vec<usize> = cache.keys().copied().collect();
+    lens.sort();
+    assert_eq!(lens, [8, 16]);
+}
+
+#[test]
+fn missing_checkpoint_file_is_a_one_line_error_naming_it() {
+    let err = Gpt::from_safetensors(
+        &tiny_cfg(),
+        std::path::Path::new("/nonexistent/w.safetensors"),
+        &Device::Cpu,
+    )
+    .err()
+    .unwrap();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("/nonexistent/w.safetensors") && !msg.contains('\n'),
+        "{msg}"
+    );
+}
