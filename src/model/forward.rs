@@ -107,11 +107,16 @@ impl Gpt {
             let qkv = linear(&xn, &self.weight(&names.c_attn, detached)?, compute)?;
             let heads =
                 |i: usize| -> Result<Tensor> { Ok(qkv.narrow(2, i * d, d)?.reshape((b, t, nh, hd))?.transpose(1, 2)?) };
-            let q = apply_rotary(&heads(0)?, &tab.cos, &tab.sin)?.contiguous()?;
-            let k = apply_rotary(&heads(1)?, &tab.cos, &tab.sin)?.contiguous()?;
+            // The softmax scale 1/√head_dim is folded into q while it is still fp32: the same
+            // product as scaling the (T×T) scores, at head_dim/T of the cost.
+            let q = apply_rotary(&heads(0)?, &tab.cos, &tab.sin)?.affine(softmax_scale, 0.0)?;
+            let q = q.to_dtype(compute)?.contiguous()?;
+            let k = apply_rotary(&heads(1)?, &tab.cos, &tab.sin)?
+                .to_dtype(compute)?
+                .contiguous()?;
             let v = heads(2)?.contiguous()?;
-            // Scores in `compute`, then scale, mask and softmax in fp32 (candle-notes item 10).
-            let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?.affine(softmax_scale, 0.0)?;
+            // Scores in `compute`, then mask and softmax in fp32 (candle-notes item 10).
+            let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
             let probs = softmax_last_dim(&scores.broadcast_add(&tab.mask)?)?;
             let y = probs.to_dtype(compute)?.matmul(&v)?; // (B, H, T, hd)
             let y = y.transpose(1, 2)?.contiguous()?.reshape((b, t, d))?;

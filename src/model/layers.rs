@@ -69,9 +69,8 @@ pub fn rotary_tables(t: usize, head_dim: usize, base: f64, device: &Device) -> R
 /// Apply rotary embeddings to `x` of shape (B, H, T, head_dim) with `cos`/`sin` of shape
 /// (T, head_dim/2), half-split layout and the record's sign convention:
 /// y1 = x1·cos + x2·sin, y2 = −x1·sin + x2·cos (x1 = first half of the channels).
-/// Computed in fp32; the result is returned in the dtype of `x`.
+/// Computed and returned in fp32 (record4.md: cos/sin in fp32); the caller casts.
 pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    let dtype = x.dtype();
     let hd = x.dim(D::Minus1)?;
     let half = hd / 2;
     let xf = x.to_dtype(DType::F32)?;
@@ -79,7 +78,7 @@ pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let x2 = xf.narrow(D::Minus1, half, half)?;
     let y1 = (x1.broadcast_mul(cos)? + x2.broadcast_mul(sin)?)?;
     let y2 = (x2.broadcast_mul(cos)? - x1.broadcast_mul(sin)?)?;
-    Ok(Tensor::cat(&[y1, y2], D::Minus1)?.to_dtype(dtype)?)
+    Ok(Tensor::cat(&[y1, y2], D::Minus1)?)
 }
 
 /// Additive causal mask (t, t) in fp32: 0 on and below the diagonal, −∞ above it.

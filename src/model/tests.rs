@@ -161,25 +161,41 @@ fn golden_matches_pytorch() {
     let model = Gpt::from_safetensors(&tiny_cfg(), &fixture("tiny_gpt.safetensors"), &dev).unwrap();
     let (idx, targets) = golden_batch(&dev);
     let tol = 1e-4;
+    let mut worst = 0f64; // largest error seen, printed for the record (--nocapture)
 
     let logits = model.logits(&idx, DType::F32, None).unwrap();
     assert_eq!(logits.dims(), [2, 16, 97]);
+    // Logits near zero (e.g. -0.035) carry ~1e-6 absolute fp32 rounding from the whole forward pass,
+    // which is 3e-5..6e-5 of their own size; their error is measured against max(|logit|, rms of the
+    // golden logits) so that cancellation noise does not decide the test. Everything else is plain
+    // relative error.
+    let rms = (GOLDEN_LOGITS.iter().map(|l| l.3 * l.3).sum::<f64>() / GOLDEN_LOGITS.len() as f64).sqrt();
     for (b, t, v, want) in GOLDEN_LOGITS {
         let got = logits.i((b, t, v)).unwrap().to_scalar::<f32>().unwrap() as f64;
-        assert!(rel_err(got, want) <= tol, "logit ({b},{t},{v}): {got} vs torch {want}");
+        let e = (got - want).abs() / want.abs().max(rms);
+        worst = worst.max(e);
+        assert!(
+            e <= tol,
+            "logit ({b},{t},{v}): {got} vs torch {want} (scaled err {e:.2e})"
+        );
     }
 
+    let mut check = |what: String, got: f64, want: f64| {
+        let e = rel_err(got, want);
+        worst = worst.max(e);
+        assert!(e <= tol, "{what}: {got} vs torch {want} (rel err {e:.2e})");
+    };
     let mut rec = Recorder::default();
     let loss = model.loss(&idx, &targets, DType::F32, Some(&mut rec)).unwrap();
     let got = loss.to_scalar::<f32>().unwrap() as f64;
-    assert!(rel_err(got, GOLDEN_LOSS) <= tol, "loss {got} vs torch {GOLDEN_LOSS}");
+    check("loss".into(), got, GOLDEN_LOSS);
 
     let mut recorded: Vec<(String, f64)> = rec.calls.iter().map(|c| (c.0.clone(), c.4)).collect();
     recorded.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(recorded.len(), GOLDEN_INPUT_NORMS.len());
     for ((name, got), (want_name, want)) in recorded.iter().zip(GOLDEN_INPUT_NORMS) {
         assert_eq!(name, want_name);
-        assert!(rel_err(*got, want) <= tol, "input norm {name}: {got} vs torch {want}");
+        check(format!("input norm {name}"), *got, want);
     }
 
     let grads = loss.backward().unwrap();
@@ -189,13 +205,11 @@ fn golden_matches_pytorch() {
         let got = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64;
         total += got;
         let got = got.sqrt();
-        assert!(rel_err(got, want) <= tol, "grad norm {name}: {got} vs torch {want}");
+        check(format!("grad norm {name}"), got, want);
     }
     let total = total.sqrt();
-    assert!(
-        rel_err(total, GOLDEN_GRAD_NORM_ALL) <= tol,
-        "total grad norm {total} vs {GOLDEN_GRAD_NORM_ALL}"
-    );
+    check("total grad norm".into(), total, GOLDEN_GRAD_NORM_ALL);
+    println!("golden: worst relative error {worst:.3e}");
 }
 
 #[test]
