@@ -1,4 +1,4 @@
-"""Golden numbers for the Rust model test `model::tests::golden_matches_pytorch`.
+"""Golden numbers for the Rust model test `model::tests::golden::golden_matches_pytorch`.
 
 Builds a tiny record-4 GPT (vocab 97, 2 layers, 2 heads, d 32, T 16, B 2) with torch seed 1234, writes
   tests/fixtures/tiny_gpt.safetensors        (weights, PyTorch names, fp32)

@@ -105,8 +105,12 @@ impl Gpt {
             let xn = rms_norm(&x)?;
             record(&mut sink, &names.c_attn, &xn)?;
             let qkv = linear(&xn, &self.weight(&names.c_attn, detached)?, compute)?;
-            let heads =
-                |i: usize| -> Result<Tensor> { Ok(qkv.narrow(2, i * d, d)?.reshape((b, t, nh, hd))?.transpose(1, 2)?) };
+            let heads = |i: usize| -> Result<Tensor> {
+                Ok(qkv
+                    .narrow(2, i * d, d)?
+                    .reshape((b, t, nh, hd))?
+                    .transpose(1, 2)?)
+            };
             // The softmax scale 1/√head_dim is folded into q while it is still fp32: the same
             // product as scaling the (T×T) scores, at head_dim/T of the cost.
             let q = apply_rotary(&heads(0)?, &tab.cos, &tab.sin)?.affine(softmax_scale, 0.0)?;
@@ -155,6 +159,9 @@ impl Gpt {
             );
         }
         let targets = targets.flatten_all()?.to_dtype(DType::U32)?;
-        Ok(candle_nn::loss::cross_entropy(&logits.reshape((b * t, v))?, &targets)?)
+        Ok(candle_nn::loss::cross_entropy(
+            &logits.reshape((b * t, v))?,
+            &targets,
+        )?)
     }
 }

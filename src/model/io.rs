@@ -15,7 +15,8 @@ pub fn save(vars: &BTreeMap<String, Var>, path: &Path) -> Result<()> {
         .iter()
         .map(|(n, v)| Ok((n.clone(), v.as_detached_tensor().to_dtype(DType::F32)?)))
         .collect::<Result<_>>()?;
-    candle_core::safetensors::save(&map, path).map_err(|e| anyhow!("{}: cannot write safetensors: {e}", path.display()))
+    candle_core::safetensors::save(&map, path)
+        .map_err(|e| anyhow!("{}: cannot write safetensors: {e}", path.display()))
 }
 
 /// Read the parameters of `cfg` from `path` onto `device` as fp32 `Var`s.
@@ -25,8 +26,8 @@ pub fn save(vars: &BTreeMap<String, Var>, path: &Path) -> Result<()> {
 /// wrong-shape tensors are errors naming the file and the tensor.
 pub fn load(cfg: &GptConfig, path: &Path, device: &Device) -> Result<BTreeMap<String, Var>> {
     let file = path.display();
-    let mut tensors =
-        candle_core::safetensors::load(path, device).map_err(|e| anyhow!("{file}: cannot read safetensors: {e}"))?;
+    let mut tensors = candle_core::safetensors::load(path, device)
+        .map_err(|e| anyhow!("{file}: cannot read safetensors: {e}"))?;
 
     if let Some(alias) = tensors.remove(LM_HEAD_ALIAS) {
         match tensors.get(WTE) {
@@ -50,7 +51,10 @@ pub fn load(cfg: &GptConfig, path: &Path, device: &Device) -> Result<BTreeMap<St
     }
 
     let shapes = cfg.param_shapes();
-    let mut extra: Vec<&String> = tensors.keys().filter(|k| !shapes.contains_key(*k)).collect();
+    let mut extra: Vec<&String> = tensors
+        .keys()
+        .filter(|k| !shapes.contains_key(*k))
+        .collect();
     extra.sort();
     if let Some(name) = extra.first() {
         bail!(
@@ -61,9 +65,9 @@ pub fn load(cfg: &GptConfig, path: &Path, device: &Device) -> Result<BTreeMap<St
 
     let mut vars = BTreeMap::new();
     for (name, (out_f, in_f)) in shapes {
-        let t = tensors
-            .remove(&name)
-            .ok_or_else(|| anyhow!("{file}: missing tensor {name} (expected shape ({out_f}, {in_f}))"))?;
+        let t = tensors.remove(&name).ok_or_else(|| {
+            anyhow!("{file}: missing tensor {name} (expected shape ({out_f}, {in_f}))")
+        })?;
         if t.dims() != [out_f, in_f] {
             bail!(
                 "{file}: tensor {name} has shape {:?}, expected ({out_f}, {in_f})",
@@ -71,7 +75,10 @@ pub fn load(cfg: &GptConfig, path: &Path, device: &Device) -> Result<BTreeMap<St
             );
         }
         if !t.dtype().is_float() {
-            bail!("{file}: tensor {name} has dtype {:?}, expected a float type", t.dtype());
+            bail!(
+                "{file}: tensor {name} has dtype {:?}, expected a float type",
+                t.dtype()
+            );
         }
         let t = t
             .to_dtype(DType::F32)

@@ -45,7 +45,12 @@ pub fn linear(x: &Tensor, w: &Tensor, compute: DType) -> Result<Tensor> {
 /// Rotary cos/sin tables for positions 0..t, each (t, head_dim/2) fp32 on `device`.
 /// inv_freq_j = 1 / base^(2j/head_dim), angle = pos · inv_freq_j (record4.md "positions"),
 /// evaluated in f32 like the PyTorch reference (`scripts/gpt_ref.py::rotary_tables`).
-pub fn rotary_tables(t: usize, head_dim: usize, base: f64, device: &Device) -> Result<(Tensor, Tensor)> {
+pub fn rotary_tables(
+    t: usize,
+    head_dim: usize,
+    base: f64,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
     let half = head_dim / 2;
     let base = base as f32;
     let inv_freq: Vec<f32> = (0..half)

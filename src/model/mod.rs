@@ -114,7 +114,8 @@ impl Gpt {
     /// Load weights written by [`Gpt::save_safetensors`] or by PyTorch (`lm_head.weight` accepted
     /// as an alias of the tied matrix). Errors name the file and the offending tensor.
     pub fn from_safetensors(cfg: &GptConfig, path: &Path, device: &Device) -> Result<Self> {
-        cfg.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let vars = io::load(cfg, path, device)?;
         Ok(Self::from_vars(cfg, vars, device))
     }
@@ -144,7 +145,12 @@ impl Gpt {
     }
 
     /// Logits (B, T, vocab) in fp32, with a graph.
-    pub fn logits(&self, idx: &Tensor, compute: DType, sink: Option<&mut dyn LayerInputSink>) -> Result<Tensor> {
+    pub fn logits(
+        &self,
+        idx: &Tensor,
+        compute: DType,
+        sink: Option<&mut dyn LayerInputSink>,
+    ) -> Result<Tensor> {
         self.forward(idx, compute, sink, false)
     }
 

@@ -49,10 +49,16 @@ impl GptConfig {
             );
         }
         if !(c.n_embd / c.n_head).is_multiple_of(2) {
-            bail!("model config: head_dim {} must be even for rotary", c.n_embd / c.n_head);
+            bail!(
+                "model config: head_dim {} must be even for rotary",
+                c.n_embd / c.n_head
+            );
         }
         if !(c.rope_base.is_finite() && c.rope_base > 0.0) {
-            bail!("model config: rope_base {} must be finite and > 0", c.rope_base);
+            bail!(
+                "model config: rope_base {} must be finite and > 0",
+                c.rope_base
+            );
         }
         Ok(())
     }
@@ -83,7 +89,9 @@ pub fn init_vars(cfg: &GptConfig, device: &Device, seed: u64) -> Result<BTreeMap
     let mut vars = BTreeMap::new();
     for (name, (out_f, in_f)) in cfg.param_shapes() {
         let bound = 1.0 / (in_f as f32).sqrt();
-        let data: Vec<f32> = (0..out_f * in_f).map(|_| rng.random_range(-bound..bound)).collect();
+        let data: Vec<f32> = (0..out_f * in_f)
+            .map(|_| rng.random_range(-bound..bound))
+            .collect();
         let t = Tensor::from_vec(data, (out_f, in_f), device)?;
         vars.insert(name, Var::from_tensor(&t)?);
     }
