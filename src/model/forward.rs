@@ -121,6 +121,10 @@ impl Gpt {
             let v = heads(2)?.contiguous()?;
             // Scores in `compute`, then mask and softmax in fp32 (candle-notes item 10).
             let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
+            // Known cost: candle's backward also builds a gradient for the constant mask (and for
+            // the rotary cos/sin), here one fp32 (B, H, T, T) buffer per layer held in the
+            // GradStore until it is dropped (candle-notes item 5). A custom op with its own
+            // backward would avoid it.
             let probs = softmax_last_dim(&scores.broadcast_add(&tab.mask)?)?;
             let y = probs.to_dtype(compute)?.matmul(&v)?; // (B, H, T, hd)
             let y = y.transpose(1, 2)?.contiguous()?.reshape((b, t, d))?;
