@@ -7,12 +7,22 @@
 //! - [`Gpt::loss`] builds a graph; [`Gpt::eval_loss`] does not.
 //! - [`LayerInputSink`]: the hook through which Newton-Muon sees each hidden Linear's input.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Mutex;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
+
+mod forward;
+mod io;
+pub mod layers;
+pub mod params;
+#[cfg(test)]
+mod tests;
+
+pub use params::{BlockNames, LM_HEAD_ALIAS, WTE};
 
 /// Shape of the model. Any width, depth, head count and sequence length is allowed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,26 +76,53 @@ pub trait LayerInputSink {
 pub struct Gpt {
     pub cfg: GptConfig,
     vars: BTreeMap<String, Var>,
+    device: Device,
+    /// PyTorch names of each block's hidden Linears, built once so a forward allocates no names.
+    block_names: Vec<BlockNames>,
+    /// Rotary tables and causal mask per sequence length T, built on first use (see `forward.rs`).
+    tables: Mutex<HashMap<usize, forward::Tables>>,
 }
 
 impl Gpt {
     /// Fresh weights with PyTorch default init (U(±1/√fan_in)), deterministic in `seed`.
     pub fn new(cfg: &GptConfig, device: &Device, seed: u64) -> Result<Self> {
-        let _ = (cfg, device, seed);
-        todo!("model issue")
+        cfg.validate()?;
+        let vars = params::init_vars(cfg, device, seed)?;
+        Ok(Self::from_vars(cfg, vars, device))
+    }
+
+    fn from_vars(cfg: &GptConfig, vars: BTreeMap<String, Var>, device: &Device) -> Self {
+        Gpt {
+            cfg: cfg.clone(),
+            vars,
+            device: device.clone(),
+            block_names: (0..cfg.n_layer).map(BlockNames::new).collect(),
+            tables: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The device holding the parameters.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// PyTorch names of each block's four hidden Linears (the Muon / Newton-Muon matrices).
+    pub fn block_names(&self) -> &[BlockNames] {
+        &self.block_names
     }
 
     /// Load weights written by [`Gpt::save_safetensors`] or by PyTorch (`lm_head.weight` accepted
     /// as an alias of the tied matrix). Errors name the file and the offending tensor.
     pub fn from_safetensors(cfg: &GptConfig, path: &Path, device: &Device) -> Result<Self> {
-        let _ = (cfg, path, device);
-        todo!("model issue")
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let vars = io::load(cfg, path, device)?;
+        Ok(Self::from_vars(cfg, vars, device))
     }
 
     /// Write the weights (fp32, PyTorch names) to `path` (callers handle atomicity).
     pub fn save_safetensors(&self, path: &Path) -> Result<()> {
-        let _ = path;
-        todo!("model issue")
+        io::save(&self.vars, path)
     }
 
     /// All trainable parameters, sorted by name.
@@ -103,8 +140,8 @@ impl Gpt {
         compute: DType,
         sink: Option<&mut dyn LayerInputSink>,
     ) -> Result<Tensor> {
-        let _ = (idx, targets, compute, sink);
-        todo!("model issue")
+        let logits = self.forward(idx, compute, sink, false)?;
+        Self::cross_entropy(&logits, targets)
     }
 
     /// Logits (B, T, vocab) in fp32, with a graph.
@@ -114,13 +151,16 @@ impl Gpt {
         compute: DType,
         sink: Option<&mut dyn LayerInputSink>,
     ) -> Result<Tensor> {
-        let _ = (idx, compute, sink);
-        todo!("model issue")
+        self.forward(idx, compute, sink, false)
     }
 
     /// Loss on detached weights: builds no autograd graph (validation).
     pub fn eval_loss(&self, idx: &Tensor, targets: &Tensor, compute: DType) -> Result<f32> {
-        let _ = (idx, targets, compute);
-        todo!("model issue")
+        let logits = self.forward(idx, compute, None, true)?;
+        let loss = Self::cross_entropy(&logits, targets)?;
+        if loss.track_op() {
+            bail!("model: eval_loss built an autograd graph (a weight was not detached)");
+        }
+        Ok(loss.to_scalar::<f32>()?)
     }
 }

@@ -1,0 +1,171 @@
+//! The forward pass (record4.md "Model"), shared by `loss`, `logits` and `eval_loss`.
+
+use anyhow::{bail, Result};
+use candle_core::{DType, Tensor, D};
+
+use super::layers::{apply_rotary, causal_mask, linear, rms_norm, rotary_tables, softmax_last_dim};
+use super::params::WTE;
+use super::{Gpt, LayerInputSink};
+
+/// Per-sequence-length constants: rotary cos/sin (T, head_dim/2) and the additive causal mask (T, T),
+/// all fp32 on the model's device. Built once per T and cached in the model.
+#[derive(Clone)]
+pub(crate) struct Tables {
+    cos: Tensor,
+    sin: Tensor,
+    mask: Tensor,
+}
+
+/// Hand `x` (any shape (.., in)) to the sink flattened to (N, in), detached, fp32. Does nothing
+/// (and computes nothing) when there is no sink.
+fn record(sink: &mut Option<&mut dyn LayerInputSink>, name: &str, x: &Tensor) -> Result<()> {
+    if let Some(s) = sink.as_mut() {
+        let in_f = x.dim(D::Minus1)?;
+        let n = x.elem_count() / in_f;
+        let flat = x.detach().to_dtype(DType::F32)?.reshape((n, in_f))?;
+        s.record(name, &flat)?;
+    }
+    Ok(())
+}
+
+impl Gpt {
+    fn tables(&self, t: usize) -> Result<Tables> {
+        let mut cache = self
+            .tables
+            .lock()
+            .map_err(|_| anyhow::anyhow!("model table cache poisoned"))?;
+        if let Some(tab) = cache.get(&t) {
+            return Ok(tab.clone());
+        }
+        let hd = self.cfg.n_embd / self.cfg.n_head;
+        let (cos, sin) = rotary_tables(t, hd, self.cfg.rope_base, &self.device)?;
+        let tab = Tables {
+            cos,
+            sin,
+            mask: causal_mask(t, &self.device)?,
+        };
+        cache.insert(t, tab.clone());
+        Ok(tab)
+    }
+
+    /// A parameter as a tensor: tracked (part of the autograd graph) or detached (no graph).
+    fn weight(&self, name: &str, detached: bool) -> Result<Tensor> {
+        let v = self
+            .vars
+            .get(name)
+            .ok_or_else(|| anyhow::anyhow!("model has no parameter {name}"))?;
+        Ok(if detached {
+            v.as_detached_tensor()
+        } else {
+            v.as_tensor().clone()
+        })
+    }
+
+    /// Logits (B, T, vocab) fp32. With `detached` every weight is detached, so no graph is built.
+    pub(crate) fn forward(
+        &self,
+        idx: &Tensor,
+        compute: DType,
+        mut sink: Option<&mut dyn LayerInputSink>,
+        detached: bool,
+    ) -> Result<Tensor> {
+        if !matches!(compute, DType::F32 | DType::BF16 | DType::F16) {
+            bail!("model: compute dtype {compute:?} not supported (expected f32, bf16 or f16)");
+        }
+        let (b, t) = match idx.dims() {
+            &[b, t] => (b, t),
+            d => bail!("model: idx must be (B, T), got shape {d:?}"),
+        };
+        if t == 0 || t > self.cfg.seq_len {
+            bail!(
+                "model: sequence length {t} outside 1..={} (config seq_len)",
+                self.cfg.seq_len
+            );
+        }
+        if !matches!(idx.dtype(), DType::U32 | DType::I64 | DType::U8) {
+            bail!(
+                "model: idx dtype {:?} is not an integer type (expected u32)",
+                idx.dtype()
+            );
+        }
+        let d = self.cfg.n_embd;
+        let nh = self.cfg.n_head;
+        let hd = d / nh;
+        let tab = self.tables(t)?;
+        // Residual scale on the attention branch only (record4.md "residual").
+        let attn_scale = 1.0 / (2.0 * self.cfg.n_layer as f64).sqrt();
+        let softmax_scale = 1.0 / (hd as f64).sqrt();
+
+        let wte = self.weight(WTE, detached)?;
+        // The residual stream stays fp32, as under PyTorch autocast (embedding is not autocast).
+        let mut x = wte.embedding(&idx.flatten_all()?)?.reshape((b, t, d))?;
+
+        for names in &self.block_names {
+            // Attention branch.
+            let xn = rms_norm(&x)?;
+            record(&mut sink, &names.c_attn, &xn)?;
+            let qkv = linear(&xn, &self.weight(&names.c_attn, detached)?, compute)?;
+            let heads = |i: usize| -> Result<Tensor> {
+                Ok(qkv
+                    .narrow(2, i * d, d)?
+                    .reshape((b, t, nh, hd))?
+                    .transpose(1, 2)?)
+            };
+            // The softmax scale 1/√head_dim is folded into q while it is still fp32: the same
+            // product as scaling the (T×T) scores, at head_dim/T of the cost.
+            let q = apply_rotary(&heads(0)?, &tab.cos, &tab.sin)?.affine(softmax_scale, 0.0)?;
+            let q = q.to_dtype(compute)?.contiguous()?;
+            let k = apply_rotary(&heads(1)?, &tab.cos, &tab.sin)?
+                .to_dtype(compute)?
+                .contiguous()?;
+            let v = heads(2)?.contiguous()?;
+            // Scores in `compute`, then mask and softmax in fp32 (candle-notes item 10).
+            let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
+            // Known cost: candle's backward also builds a gradient for the constant mask (and for
+            // the rotary cos/sin), here one fp32 (B, H, T, T) buffer per layer held in the
+            // GradStore until it is dropped (candle-notes item 5). A custom op with its own
+            // backward would avoid it.
+            let probs = softmax_last_dim(&scores.broadcast_add(&tab.mask)?)?;
+            let y = probs.to_dtype(compute)?.matmul(&v)?; // (B, H, T, hd)
+            let y = y.transpose(1, 2)?.contiguous()?.reshape((b, t, d))?;
+            record(&mut sink, &names.attn_proj, &y)?;
+            let a = linear(&y, &self.weight(&names.attn_proj, detached)?, compute)?;
+            x = (x + a.to_dtype(DType::F32)?.affine(attn_scale, 0.0)?)?;
+
+            // MLP branch: exact erf GELU.
+            let xn = rms_norm(&x)?;
+            record(&mut sink, &names.c_fc, &xn)?;
+            let h = linear(&xn, &self.weight(&names.c_fc, detached)?, compute)?.gelu_erf()?;
+            record(&mut sink, &names.mlp_proj, &h)?;
+            let m = linear(&h, &self.weight(&names.mlp_proj, detached)?, compute)?;
+            x = (x + m.to_dtype(DType::F32)?)?;
+        }
+
+        // Final norm, tied head; logits returned in fp32 (record4.md "logits").
+        let xn = rms_norm(&x)?;
+        Ok(linear(&xn, &wte, compute)?.to_dtype(DType::F32)?)
+    }
+
+    /// Mean next-token cross-entropy of fp32 `logits` (B, T, V) against `targets` (B, T).
+    /// candle_nn's cross_entropy is log_softmax + gather from primitives (differentiable).
+    pub(crate) fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        let (b, t, v) = logits.dims3()?;
+        if targets.dims() != [b, t] {
+            bail!(
+                "model: targets shape {:?} does not match idx shape ({b}, {t})",
+                targets.dims()
+            );
+        }
+        if !matches!(targets.dtype(), DType::U32 | DType::I64 | DType::U8) {
+            bail!(
+                "model: targets dtype {:?} is not an integer type (expected u32)",
+                targets.dtype()
+            );
+        }
+        let targets = targets.flatten_all()?.to_dtype(DType::U32)?;
+        Ok(candle_nn::loss::cross_entropy(
+            &logits.reshape((b * t, v))?,
+            &targets,
+        )?)
+    }
+}
