@@ -59,7 +59,12 @@ pub struct DataConfig {
 pub struct TrainConfig {
     /// Tokens per optimizer step (record 4: 524,288 = 512 sequences × 1024).
     pub batch_tokens: usize,
-    /// Sequences per micro-batch; gradient accumulation makes up the rest of `batch_tokens`.
+    /// Data-parallel ranks whose data order a step reproduces (record 4: 8 GPUs). Each step reads one
+    /// window of `batch_tokens / ranks` tokens per rank, in the record's per-rank order; one process
+    /// splits each window into micro-batches and accumulates gradients.
+    #[serde(default = "default_ranks")]
+    pub ranks: usize,
+    /// Sequences per micro-batch (must divide the sequences of one rank's window).
     pub micro_batch: usize,
     /// Total optimizer steps (record 4: 6200).
     pub steps: usize,
@@ -88,6 +93,9 @@ pub struct TrainConfig {
     pub log_every: usize,
 }
 
+fn default_ranks() -> usize {
+    1
+}
 fn default_keep() -> usize {
     2
 }
@@ -96,18 +104,32 @@ fn default_log_every() -> usize {
 }
 
 impl TrainConfig {
-    /// Micro-batches per step, checked to divide evenly.
-    pub fn accum_steps(&self, seq_len: usize) -> Result<usize> {
-        let micro_tokens = self.micro_batch * seq_len;
-        if micro_tokens == 0 || self.batch_tokens % micro_tokens != 0 || self.batch_tokens == 0 {
+    /// Sequences in one rank's window per step, checked to divide evenly.
+    pub fn rank_batch(&self, seq_len: usize) -> Result<usize> {
+        let per_rank = self.ranks.max(1) * seq_len;
+        if self.ranks == 0 || self.batch_tokens == 0 || self.batch_tokens % per_rank != 0 {
             bail!(
-                "train.batch_tokens = {} is not a positive multiple of train.micro_batch × model.seq_len = {} × {}",
+                "train.batch_tokens = {} is not a positive multiple of train.ranks × model.seq_len = {} × {}",
                 self.batch_tokens,
-                self.micro_batch,
+                self.ranks,
                 seq_len
             );
         }
-        Ok(self.batch_tokens / micro_tokens)
+        let b = self.batch_tokens / per_rank;
+        if self.micro_batch == 0 || b % self.micro_batch != 0 {
+            bail!(
+                "train.micro_batch = {} must divide the {} sequences of one rank's window (batch_tokens / (ranks × seq_len))",
+                self.micro_batch,
+                b
+            );
+        }
+        Ok(b)
+    }
+
+    /// Micro-batches per step (gradient accumulation), checked to divide evenly.
+    pub fn accum_steps(&self, seq_len: usize) -> Result<usize> {
+        let b = self.rank_batch(seq_len)?;
+        Ok(self.ranks * (b / self.micro_batch))
     }
 
     pub fn val_batch(&self) -> usize {

@@ -164,6 +164,7 @@ fn record4_preset_is_record4() {
     let c = config::load("speedrun-124m", &[]).unwrap();
     assert_eq!(c.model.num_params(), 123_532_032);
     assert_eq!(c.train.batch_tokens, 524_288);
+    assert_eq!((c.train.ranks, c.train.rank_batch(1024).unwrap()), (8, 64));
     assert_eq!(c.train.steps, 6200);
     assert_eq!((c.train.warmup_steps, c.train.warmdown_steps), (0, 1800));
     assert_eq!((c.train.val_every, c.train.val_tokens), (125, 10_485_760));

@@ -68,6 +68,7 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
     let device = &opts.device;
     let t = cfg.model.seq_len;
     let accum = cfg.train.accum_steps(t)?;
+    let rank_b = cfg.train.rank_batch(t)?;
     let b = cfg.train.micro_batch;
 
     // Where do we start?
@@ -138,7 +139,7 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
     let meta = Meta::new(crate::device::describe(device), precision.to_string());
     run_dir::write_json(&run_dir.join("meta.json"), &meta)?;
 
-    let mut train_loader = Loader::new(&cfg.data.train, b, t, accum, cfg.model.vocab_size)
+    let mut train_loader = Loader::new(&cfg.data.train, rank_b, t, cfg.train.ranks, cfg.model.vocab_size)
         .with_context(|| format!("train data {}", cfg.data.train))?;
     let val_b = cfg.train.val_batch();
     let mut val_loader = Loader::new(&cfg.data.val, val_b, t, 1, cfg.model.vocab_size)
@@ -148,7 +149,7 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
     let steps = cfg.train.steps;
     let (start, mut clock, mut target, mut last_val) = match &state {
         Some(s) => {
-            train_loader.seek(s.train_loader)?;
+            train_loader.seek(s.train_loader.clone())?;
             (
                 s.step,
                 Clock {
@@ -176,15 +177,16 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
     let mut jsonl = JsonlLog::open(&run_dir.join("log.jsonl"))?;
     let console = Console::new(steps, start, opts.progress_bar);
     console.line(&format!(
-        "run {} | {} | {} | {} params | {} tokens/step = {} × {} × {} (accum {}) | {}",
+        "run {} | {} | {} | {} params | {} tokens/step = {} ranks × {} seqs × {} (micro-batch {}, accum {}) | {}",
         run_dir.display(),
         cfg.optim.name,
         meta.device,
         cfg.model.num_params(),
         cfg.train.batch_tokens,
-        accum,
-        b,
+        cfg.train.ranks,
+        rank_b,
         t,
+        b,
         accum,
         match &resume_from {
             Some(d) => format!("resumed from {}", d.display()),
@@ -302,36 +304,32 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
         let collect = opt.wants_layer_inputs(step);
         let mut grads: Grads = BTreeMap::new();
         let mut loss_sum = 0f64;
+        // Each rank's window holds rank_b sequences; micro-batch j of it is rows j·b .. (j+1)·b of the
+        // window's inputs and targets, so the split changes no token's position in the step.
+        let micro_tokens = b * t;
         for w in &windows {
-            let x = Tensor::from_slice(&w.inputs, (b, t), device)?;
-            let y = Tensor::from_slice(&w.targets, (b, t), device)?;
-            let loss = if collect {
-                let mut router = LayerInputRouter {
-                    set: &mut opt,
-                    step,
+            for j in 0..rank_b / b {
+                let span = j * micro_tokens..(j + 1) * micro_tokens;
+                let x = Tensor::from_slice(&w.inputs[span.clone()], (b, t), device)?;
+                let y = Tensor::from_slice(&w.targets[span], (b, t), device)?;
+                let loss = if collect {
+                    let mut router = LayerInputRouter { set: &mut opt, step };
+                    model.loss(&x, &y, opts.compute, Some(&mut router as &mut dyn LayerInputSink))?
+                } else {
+                    model.loss(&x, &y, opts.compute, None)?
                 };
-                model.loss(
-                    &x,
-                    &y,
-                    opts.compute,
-                    Some(&mut router as &mut dyn LayerInputSink),
-                )?
-            } else {
-                model.loss(&x, &y, opts.compute, None)?
-            };
-            loss_sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            let scaled = (loss / accum as f64)?;
-            let gs = scaled.backward()?;
-            for (name, var) in model.vars() {
-                let g = gs
-                    .get(var.as_tensor())
-                    .ok_or_else(|| anyhow!("no gradient for {name}"))?;
-                match grads.remove(name) {
-                    Some(acc) => grads.insert(name.clone(), (acc + g)?),
-                    None => grads.insert(name.clone(), g.clone()),
-                };
+                loss_sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                let scaled = (loss / accum as f64)?;
+                let gs = scaled.backward()?;
+                for (name, var) in model.vars() {
+                    let g = gs.get(var.as_tensor()).ok_or_else(|| anyhow!("no gradient for {name}"))?;
+                    match grads.remove(name) {
+                        Some(acc) => grads.insert(name.clone(), (acc + g)?),
+                        None => grads.insert(name.clone(), g.clone()),
+                    };
+                }
+                // `gs` (and with it the forward graph) is dropped here: candle-notes #5.
             }
-            // `gs` (and with it the forward graph) is dropped here: candle-notes #5.
         }
         let mult = lr_mult(
             step,
@@ -348,7 +346,7 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
             clock.timed_steps += 1;
         }
         step += 1;
-        let last_train_loss = loss_sum / windows.len() as f64;
+        let last_train_loss = loss_sum / accum as f64;
         if !last_train_loss.is_finite() {
             bail!("train loss is {last_train_loss} at step {step}: diverged (lower the lr?)");
         }
