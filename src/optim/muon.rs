@@ -79,8 +79,9 @@ pub fn orthogonalize_scaled(
     dtype: DType,
     scale: Scale,
 ) -> Result<Vec<Tensor>> {
-    // (item index, block index) per block, grouped by block shape.
-    let mut groups: BTreeMap<(usize, usize), Vec<(usize, usize, Tensor)>> = BTreeMap::new();
+    // (item index, block index, block) grouped by block shape.
+    type Blocks = Vec<(usize, usize, Tensor)>;
+    let mut groups: BTreeMap<(usize, usize), Blocks> = BTreeMap::new();
     let mut n_blocks = Vec::with_capacity(items.len());
     for (i, (name, u)) in items.iter().enumerate() {
         let (rows, cols) = u

@@ -181,7 +181,7 @@ impl Optimizer for NewtonMuon {
     }
 
     fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
-        if self.t % self.cfg.refresh.max(1) as u64 == 0 {
+        if self.t.is_multiple_of(self.cfg.refresh.max(1) as u64) {
             self.refresh()?;
         }
         let mut pg = Grads::new();
@@ -233,7 +233,7 @@ impl Optimizer for NewtonMuon {
     }
 
     fn wants_layer_inputs(&self, step: usize) -> bool {
-        step % self.cfg.refresh.max(1) == 0
+        step.is_multiple_of(self.cfg.refresh.max(1))
     }
 
     /// Accumulate C = XᵀX/N (fp32) per column block; averaged over the micro-batches at refresh.
