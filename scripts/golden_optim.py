@@ -189,6 +189,16 @@ for g in (g1, g2):
     w = w - 0.1 * np.sqrt(32) * np.outer(p[:, 0], qt[0])
 put("neonstep.w2", w)
 
+# The same two steps in the "sigma" form: δW = −lr·σ₁·u₁v₁ᵀ.
+w = f32(F["neonstep.w0"])
+buf = np.zeros_like(w)
+for g in (g1, g2):
+    buf = 0.95 * buf + g
+    upd = g + 0.95 * buf
+    p, s, qt = np.linalg.svd(upd, full_matrices=False)
+    w = w - 0.1 * s[0] * np.outer(p[:, 0], qt[0])
+put("neonsigma.w2", w)
+
 os.makedirs(os.path.dirname(OUT), exist_ok=True)
 np.savez(OUT, **F)
 print(f"# wrote {OUT} ({len(F)} arrays)")

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use candle_core::{DType, Tensor, Var};
+use candle_core::{Tensor, Var};
 
 use super::neon::fstar_direction;
 use super::tests::{g, golden, rel};
