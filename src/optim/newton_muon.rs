@@ -119,7 +119,10 @@ impl NewtonMuon {
     }
 
     /// Fold this step's averaged statistic into S (EMA) and refactor K for every block that got
-    /// inputs. Factorisations run on the host, in parallel over blocks.
+    /// inputs. Factorisations run on the host, in parallel over blocks. S and K⁻¹ are stored in
+    /// fp32 as the spec says, but the factorisation itself accumulates in f64: it costs nothing
+    /// extra at 768² and keeps K⁻¹ accurate to fp32 rounding at the ridge-limited condition
+    /// numbers (≤ ~5·in); a non-positive pivot is still reported and the old inverse kept.
     fn refresh(&mut self) -> Result<()> {
         let (alpha, ridge) = (self.cfg.ema, self.cfg.ridge);
         let mut jobs: Vec<(&mut Stat, Vec<f32>, usize, Device)> = Vec::new();
