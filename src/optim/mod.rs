@@ -6,6 +6,12 @@
 //! - [`build`] routes the model's parameters to groups and returns an [`OptimizerSet`].
 //! - [`OptimizerSet`]: `step`, `lrs`, `state`/`load_state`, `wants_layer_inputs`, and it is a
 //!   [`crate::model::LayerInputSink`] that forwards to the groups that asked.
+//!
+//! Files: `config` (the `[optim]` tables), `adamw`, `newton_schulz`, `muon` (also the shared
+//! momentum buffers and the batched orthogonalisation), `newton_muon`, `neon` (rank-1 and F*),
+//! `topk` (warm-started subspace iteration, the F* τ rule), `linalg` (host Cholesky inverse and
+//! Jacobi eigensolver), `state` (checked state lookup), `bench` (`bench_step`). Tests compare
+//! against `scripts/golden_optim.py` through `tests/fixtures/optim_golden.npz`.
 
 use std::collections::{BTreeMap, HashMap};
 
