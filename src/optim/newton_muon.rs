@@ -1,0 +1,269 @@
+//! Newton-Muon (arXiv 2604.01472, the authors' record-4 script "NM-1"; spec "Newton-Muon"):
+//! G ← G·K⁻¹ before Muon, with K the damped running second moment of the layer input.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use rayon::prelude::*;
+
+use super::config::{MuonConfig, NewtonMuonConfig};
+use super::linalg::cholesky_inverse;
+use super::muon::Muon;
+use super::state::{take_scalar, take_shaped};
+use super::{grad_of, Grads, Optimizer};
+
+/// One input statistic: S (EMA of XᵀX/N), its damped inverse K⁻¹, and this step's accumulator.
+struct Stat {
+    s: Tensor,
+    inv: Tensor,
+    acc: Option<Tensor>,
+    count: usize,
+}
+
+/// Newton-Muon over the 2-D hidden matrices.
+pub struct NewtonMuon {
+    label: String,
+    cfg: NewtonMuonConfig,
+    muon: Muon,
+    /// Per weight: its column blocks' statistics (one block = the whole input).
+    stats: BTreeMap<String, Vec<Stat>>,
+    /// Completed steps (decides which steps are refresh steps).
+    t: u64,
+    /// Factorisations that failed (previous inverse kept); exposed for logs.
+    pub cholesky_failures: AtomicUsize,
+    /// Refresh steps on which a weight received no layer input (its statistic was not updated).
+    pub missing_inputs: usize,
+}
+
+impl NewtonMuon {
+    /// `n_embd` resolves `block = 0`: inputs wider than the block size (mlp.c_proj, in = 4·d) get
+    /// a block-diagonal statistic of in/block separate block × block matrices.
+    pub fn new(
+        label: &str,
+        cfg: NewtonMuonConfig,
+        params: BTreeMap<String, Var>,
+        ns_dtype: DType,
+        n_embd: usize,
+    ) -> Result<Self> {
+        let block = if cfg.block == 0 { n_embd } else { cfg.block };
+        let mut stats = BTreeMap::new();
+        for (name, var) in &params {
+            let (_, cols) = var
+                .dims2()
+                .with_context(|| format!("Newton-Muon needs 2-D matrices, `{name}` is not"))?;
+            let nb = if cols > block {
+                if cols % block != 0 {
+                    bail!("Newton-Muon: `{name}` has {cols} input columns, not a multiple of block {block}");
+                }
+                cols / block
+            } else {
+                1
+            };
+            let b = cols / nb;
+            let eye = Tensor::eye(b, DType::F32, var.device())?;
+            let blocks = (0..nb)
+                .map(|_| {
+                    Ok(Stat {
+                        s: (&eye * cfg.init)?,
+                        inv: eye.clone(),
+                        acc: None,
+                        count: 0,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            stats.insert(name.clone(), blocks);
+        }
+        let mcfg = MuonConfig {
+            lr: cfg.lr,
+            momentum: cfg.momentum,
+            nesterov: cfg.nesterov,
+            ns_steps: cfg.ns_steps,
+            scale: cfg.scale,
+            weight_decay: cfg.weight_decay,
+        };
+        let muon = Muon::new(label, mcfg, params, ns_dtype)?;
+        Ok(NewtonMuon {
+            label: label.to_string(),
+            cfg,
+            muon,
+            stats,
+            t: 0,
+            cholesky_failures: AtomicUsize::new(0),
+            missing_inputs: 0,
+        })
+    }
+
+    /// G·K⁻¹, block-diagonal over column blocks where the statistic is split.
+    pub fn precondition(&self, name: &str, g: &Tensor) -> Result<Tensor> {
+        let blocks = self
+            .stats
+            .get(name)
+            .with_context(|| format!("Newton-Muon has no statistic for `{name}`"))?;
+        if blocks.len() == 1 {
+            return Ok(g.matmul(&blocks[0].inv)?);
+        }
+        let b = blocks[0].inv.dim(0)?;
+        let parts = blocks
+            .iter()
+            .enumerate()
+            .map(|(j, st)| Ok(g.narrow(1, j * b, b)?.matmul(&st.inv)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&parts, 1)?)
+    }
+
+    /// The current inverse of block `j` of `name`'s statistic (for tests and diagnostics).
+    pub fn inverse(&self, name: &str, j: usize) -> Option<&Tensor> {
+        self.stats.get(name).and_then(|b| b.get(j)).map(|s| &s.inv)
+    }
+
+    /// Fold this step's averaged statistic into S (EMA) and refactor K for every block that got
+    /// inputs. Factorisations run on the host, in parallel over blocks. S and K⁻¹ are stored in
+    /// fp32 as the spec says, but the factorisation itself accumulates in f64: it costs nothing
+    /// extra at 768² and keeps K⁻¹ accurate to fp32 rounding at the ridge-limited condition
+    /// numbers (≤ ~5·in); a non-positive pivot is still reported and the old inverse kept.
+    fn refresh(&mut self) -> Result<()> {
+        let (alpha, ridge) = (self.cfg.ema, self.cfg.ridge);
+        let mut jobs: Vec<(&mut Stat, Vec<f32>, usize, Device)> = Vec::new();
+        for (_, blocks) in self.stats.iter_mut() {
+            if blocks.iter().any(|st| st.acc.is_none()) {
+                self.missing_inputs += 1;
+            }
+            for st in blocks.iter_mut() {
+                let Some(acc) = st.acc.take() else { continue };
+                let c = (acc / st.count as f64)?;
+                st.count = 0;
+                st.s = ((&st.s * (1.0 - alpha))? + (c * alpha)?)?;
+                let n = st.s.dim(0)?;
+                let host = st.s.flatten_all()?.to_vec1::<f32>()?;
+                let dev = st.s.device().clone();
+                jobs.push((st, host, n, dev));
+            }
+        }
+        let failures = &self.cholesky_failures;
+        let inverses: Vec<Option<Vec<f32>>> = jobs
+            .par_iter()
+            .map(|(_, s, n, _)| {
+                let n = *n;
+                let trace: f64 = (0..n).map(|i| s[i * n + i] as f64).sum();
+                // K = S + (ridge·tr(S)/in + 1e-8)·I: a ridge of `ridge` × the mean eigenvalue.
+                let damp = ridge * trace / n as f64 + 1e-8;
+                let mut k: Vec<f64> = s.iter().map(|&x| x as f64).collect();
+                for i in 0..n {
+                    k[i * n + i] += damp;
+                }
+                let inv = cholesky_inverse(&k, n);
+                if inv.is_none() {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                inv.map(|v| v.into_iter().map(|x| x as f32).collect())
+            })
+            .collect();
+        for ((st, _, n, dev), inv) in jobs.into_iter().zip(inverses) {
+            match inv {
+                Some(v) => st.inv = Tensor::from_vec(v, (n, n), &dev)?,
+                None => eprintln!("newton-muon: Cholesky of a {n}x{n} statistic failed; keeping the previous inverse"),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Optimizer for NewtonMuon {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn param_names(&self) -> Vec<String> {
+        self.muon.param_names()
+    }
+
+    fn base_lr(&self) -> f64 {
+        self.cfg.lr
+    }
+
+    fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
+        if self.t.is_multiple_of(self.cfg.refresh.max(1) as u64) {
+            self.refresh()?;
+        }
+        let mut pg = Grads::new();
+        for (name, var) in self.muon.params() {
+            let g = grad_of(grads, name, var)?;
+            pg.insert(name.clone(), self.precondition(name, &g)?);
+        }
+        self.muon.step(&pg, lr)?;
+        self.t += 1;
+        Ok(())
+    }
+
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let dev = self
+            .stats
+            .values()
+            .next()
+            .map(|b| b[0].s.device().clone())
+            .unwrap_or(Device::Cpu);
+        let mut out = vec![("step".to_string(), Tensor::new(&[self.t as f64], &dev)?)];
+        out.extend(self.muon.state()?);
+        for (name, blocks) in &self.stats {
+            for (j, st) in blocks.iter().enumerate() {
+                out.push((format!("stat.{name}.{j}"), st.s.clone()));
+                out.push((format!("inv.{name}.{j}"), st.inv.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        let label = self.label.clone();
+        let ctx = || format!("optimizer group {label}");
+        self.t = take_scalar(state, "step").with_context(ctx)? as u64;
+        self.muon.load_state(state)?;
+        for (name, blocks) in self.stats.iter_mut() {
+            for (j, st) in blocks.iter_mut().enumerate() {
+                let dims = st.s.dims().to_vec();
+                let dev = st.s.device().clone();
+                st.s = take_shaped(state, &format!("stat.{name}.{j}"), &dims, &dev)
+                    .with_context(ctx)?;
+                st.inv = take_shaped(state, &format!("inv.{name}.{j}"), &dims, &dev)
+                    .with_context(ctx)?;
+                st.acc = None;
+                st.count = 0;
+            }
+        }
+        Ok(())
+    }
+
+    fn wants_layer_inputs(&self, step: usize) -> bool {
+        step.is_multiple_of(self.cfg.refresh.max(1))
+    }
+
+    /// Accumulate C = XᵀX/N (fp32) per column block; averaged over the micro-batches at refresh.
+    fn record_layer_input(&mut self, weight_name: &str, x: &Tensor) -> Result<()> {
+        let Some(blocks) = self.stats.get_mut(weight_name) else {
+            return Ok(());
+        };
+        let x = x.to_dtype(DType::F32)?;
+        let (n, cols) = x
+            .dims2()
+            .with_context(|| format!("layer input of `{weight_name}` must be (N, in)"))?;
+        let b = blocks[0].s.dim(0)?;
+        if cols != b * blocks.len() {
+            bail!(
+                "layer input of `{weight_name}` has {cols} columns, the weight has {}",
+                b * blocks.len()
+            );
+        }
+        for (j, st) in blocks.iter_mut().enumerate() {
+            let xb = x.narrow(1, j * b, b)?;
+            let c = (xb.t()?.matmul(&xb)? / n as f64)?;
+            st.acc = Some(match st.acc.take() {
+                Some(a) => (a + c)?,
+                None => c,
+            });
+            st.count += 1;
+        }
+        Ok(())
+    }
+}
