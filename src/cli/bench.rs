@@ -137,8 +137,9 @@ fn bench_model(a: ModelBench) -> Result<()> {
     let med = times[times.len() / 2];
     let tok = cfg.train.batch_tokens as f64 / med;
     println!(
-        "speedrun  {} {} {:?} | {} tokens/step (accum {accum} × {b} × {t}) | step {:.1} ms (median of {}) | {:.0} tok/s",
+        "speedrun  {} {} {} {:?} | {} tokens/step (accum {accum} × {b} × {t}) | step {:.1} ms (median of {}) | {:.0} tok/s",
         cfg.name,
+        cfg.optim.name,
         crate::device::describe(&device),
         compute,
         cfg.train.batch_tokens,
@@ -150,7 +151,9 @@ fn bench_model(a: ModelBench) -> Result<()> {
         let mfu = flops_per_token(&cfg.model) * tok / (peak * 1e12);
         println!("          MFU {:.1}% (of {peak} TFLOP/s)", mfu * 100.0);
     }
-    if a.peer {
+    if a.peer && !matches!(cfg.optim.name.as_str(), "muon" | "adamw") {
+        println!("pytorch   peer implements muon and adamw only; rerun with --optim muon or adamw to compare");
+    } else if a.peer {
         let threads = std::env::var("RAYON_NUM_THREADS")
             .ok()
             .and_then(|s| s.parse::<usize>().ok())
