@@ -148,7 +148,7 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
     let steps = cfg.train.steps;
     let (start, mut clock, mut target, mut last_val) = match &state {
         Some(s) => {
-            train_loader.seek(s.train_loader)?;
+            train_loader.seek(s.train_loader.clone())?;
             (
                 s.step,
                 Clock {
