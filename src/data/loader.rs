@@ -1,17 +1,39 @@
 //! The record-4 "distributed data loader", all ranks of one step at once (spec:
 //! `/work/shared/spec/record4.md`, "Data loader order").
 //!
-//! Rank r of world W reads `tokens[pos + r·B·T .. pos + r·B·T + B·T + 1]`; inputs are the first
-//! B·T tokens and targets the same window shifted by one. Then `pos += B·T·W`, and when
-//! `pos + B·T·W + 1 > len(shard)` the loader moves to the next shard (wrapping to shard 0) with
-//! `pos = 0`. In modded-nanogpt each rank applies that test to its own offset position, so on a
-//! real 8-GPU run ranks r > 0 can switch shard one step before rank 0; we apply it to the shared
-//! base position (as the spec states), which keeps all W windows of a step in one shard.
+//! Every rank r of world W has its own `(shard, pos)`, exactly like one `DistributedDataLoader`
+//! object per process in modded-nanogpt record 4 (2024-10-11):
+//! - reset: shard 0, `pos = r·B·T`;
+//! - next batch: read `tokens[pos .. pos + B·T + 1]` of the rank's current shard (inputs are the
+//!   first B·T tokens, targets the same window shifted by one); then `pos += B·T·W`; then, if
+//!   `pos + B·T·W + 1 > len(shard)`, move to the next shard (wrapping to shard 0 after the last)
+//!   with `pos = r·B·T`.
+//!
+//! Because the test uses each rank's own offset position, near a shard boundary the higher ranks
+//! move to the next shard one step before rank 0: for that one step the W windows come from two
+//! different shards.
 use super::shard::{read_header, resolve_pattern, Shard};
-use super::{LoaderPos, Window};
+use super::{LoaderPos, RankPos, Window};
 use anyhow::{bail, ensure, Result};
 use std::path::PathBuf;
 
+/// All W ranks of record 4's data loader in one object: [`Loader::next_step`] returns, for every
+/// rank r, exactly the window that rank r's own loader would return.
+///
+/// Why per rank: this is the record's behaviour. modded-nanogpt record 4's
+/// `DistributedDataLoader` (train_gpt2.py, 2024-10-11) keeps `current_shard` and
+/// `current_position` per process, starts rank r at `r·B·T`, and applies the next-shard test
+/// `current_position + B·T·W + 1 > len(tokens)` to that rank's own position, resetting it to
+/// `r·B·T` in the next shard. Applying the test to a shared base position instead would keep all
+/// ranks in one shard but would skip or reorder tokens relative to the record at every boundary
+/// where ranks disagree.
+///
+/// What it implies: the token order depends only on (B, T, W) and the shard lengths, not on how
+/// many GPUs run it. On one GPU, emulating the record's 8 ranks of 64 sequences (B = 64,
+/// T = 1024, W = 8, one rank per gradient-accumulation micro-step) therefore reads exactly the
+/// record's token order, boundary steps included. The state to save for a resume is every rank's
+/// `(shard, pos)` ([`LoaderPos`]). At most the shards some rank currently uses are mapped
+/// (usually one, two during a boundary step).
 pub struct Loader {
     files: Vec<PathBuf>,
     /// Token count of every shard, from the headers (read once at construction).
@@ -20,10 +42,10 @@ pub struct Loader {
     t: usize,
     world: usize,
     vocab_size: usize,
-    /// Only the current shard is mapped.
-    current: Shard,
-    shard: usize,
-    pos: usize,
+    /// Per-rank state, in rank order (length `world`): the next window rank r reads.
+    ranks: Vec<RankPos>,
+    /// The mapped shards, exactly those some rank is in (by shard index).
+    mapped: Vec<(usize, Shard)>,
 }
 
 impl Loader {
@@ -48,32 +70,82 @@ impl Loader {
             }
             lens.push(n);
         }
-        let current = Self::map(&files[0], vocab_size)?;
-        Ok(Self {
+        let mut l = Self {
             files,
             lens,
             b,
             t,
             world,
             vocab_size,
-            current,
+            ranks: Vec::new(),
+            mapped: Vec::new(),
+        };
+        l.reset()?;
+        Ok(l)
+    }
+
+    /// The reset state of rank r: shard 0, `pos = r·B·T`.
+    fn start(&self, r: usize) -> RankPos {
+        RankPos {
             shard: 0,
-            pos: 0,
-        })
-    }
-
-    fn map(path: &std::path::Path, vocab_size: usize) -> Result<Shard> {
-        let s = Shard::open(path)?;
-        s.check_vocab(vocab_size)?;
-        Ok(s)
-    }
-
-    fn load_shard(&mut self, shard: usize) -> Result<()> {
-        if shard != self.shard {
-            self.current = Self::map(&self.files[shard], self.vocab_size)?;
-            self.shard = shard;
+            pos: r * self.b * self.t,
         }
+    }
+
+    /// Rank r's state after one `next_batch` from `p`, and whether it wrapped to shard 0.
+    fn advanced(&self, r: usize, p: RankPos) -> (RankPos, bool) {
+        let st = self.step_tokens();
+        let pos = p.pos + st;
+        if pos + st + 1 > self.lens[p.shard] {
+            let shard = (p.shard + 1) % self.files.len();
+            let wrapped = shard == 0;
+            let mut next = self.start(r);
+            next.shard = shard;
+            (next, wrapped)
+        } else {
+            (
+                RankPos {
+                    shard: p.shard,
+                    pos,
+                },
+                false,
+            )
+        }
+    }
+
+    /// Install a new per-rank state: map the shards it uses that are not mapped yet, unmap the
+    /// others. On a mapping error nothing changes.
+    fn set_ranks(&mut self, ranks: Vec<RankPos>) -> Result<()> {
+        let mut used: Vec<usize> = ranks.iter().map(|p| p.shard).collect();
+        used.sort_unstable();
+        used.dedup();
+        let mut fresh = Vec::new();
+        for &s in &used {
+            if !self.mapped.iter().any(|(m, _)| *m == s) {
+                let shard = Shard::open(&self.files[s])?;
+                shard.check_vocab(self.vocab_size)?;
+                fresh.push((s, shard));
+            }
+        }
+        self.mapped.retain(|(m, _)| used.contains(m));
+        self.mapped.extend(fresh);
+        self.mapped.sort_by_key(|(m, _)| *m);
+        self.ranks = ranks;
         Ok(())
+    }
+
+    fn shard(&self, s: usize) -> &Shard {
+        self.mapped
+            .iter()
+            .find(|(m, _)| *m == s)
+            .map(|(_, sh)| sh)
+            .expect("loader: every shard in use is mapped")
+    }
+
+    /// Indices of the shards currently mapped (for tests of the mapping policy).
+    #[cfg(test)]
+    pub(crate) fn mapped_shards(&self) -> Vec<usize> {
+        self.mapped.iter().map(|(m, _)| *m).collect()
     }
 
     /// Tokens consumed by one step (all ranks): B·T·world.
@@ -81,58 +153,69 @@ impl Loader {
         self.b * self.t * self.world
     }
 
-    /// The `world` windows of the next step, in rank order.
+    /// The `world` windows of the next step, in rank order; then every rank advances by its own
+    /// rule (see [`Loader`]). A shard that fails to map (e.g. a token id ≥ vocab) is an error
+    /// and leaves the position unchanged.
     pub fn next_step(&mut self) -> Result<Vec<Window>> {
         let bt = self.b * self.t;
-        let windows = (0..self.world)
-            .map(|r| {
-                let buf = self.current.slice_u32(self.pos + r * bt, bt + 1);
+        let windows = self
+            .ranks
+            .iter()
+            .map(|p| {
+                let buf = self.shard(p.shard).slice_u32(p.pos, bt + 1);
                 Window {
                     inputs: buf[..bt].to_vec(),
                     targets: buf[1..].to_vec(),
                 }
             })
             .collect();
-        self.pos += self.step_tokens();
-        if self.pos + self.step_tokens() + 1 > self.lens[self.shard] {
-            let next = (self.shard + 1) % self.files.len();
-            self.load_shard(next)?;
-            self.pos = 0;
-        }
+        let next = (0..self.world)
+            .map(|r| self.advanced(r, self.ranks[r]).0)
+            .collect();
+        self.set_ranks(next)?;
         Ok(windows)
     }
 
+    /// Every rank's `(shard, pos)`: the window each will read next.
     pub fn position(&self) -> LoaderPos {
         LoaderPos {
-            shard: self.shard,
-            pos: self.pos,
+            ranks: self.ranks.clone(),
         }
     }
 
-    /// Resume at a position saved by [`Loader::position`]; it must fit the same shards and shape.
+    /// Resume at a position saved by [`Loader::position`]. It must have one entry per rank, and
+    /// every rank's shard must exist and hold its B·T+1-token window at `pos`.
     pub fn seek(&mut self, p: LoaderPos) -> Result<()> {
         ensure!(
-            p.shard < self.files.len(),
-            "loader: cannot seek to shard {} of {} shards",
-            p.shard,
-            self.files.len()
+            p.ranks.len() == self.world,
+            "loader: cannot seek to a position with {} rank(s): this loader has world {}",
+            p.ranks.len(),
+            self.world
         );
-        let len = self.lens[p.shard];
-        ensure!(
-            p.pos + self.step_tokens() < len,
-            "{}: cannot seek to position {}: a step needs {} tokens and the shard has {len}",
-            self.files[p.shard].display(),
-            p.pos,
-            self.step_tokens() + 1
-        );
-        self.load_shard(p.shard)?;
-        self.pos = p.pos;
-        Ok(())
+        let win = self.b * self.t + 1;
+        for (r, rp) in p.ranks.iter().enumerate() {
+            ensure!(
+                rp.shard < self.files.len(),
+                "loader: rank {r}: cannot seek to shard {} of {} shards",
+                rp.shard,
+                self.files.len()
+            );
+            let len = self.lens[rp.shard];
+            ensure!(
+                rp.pos.checked_add(win).is_some_and(|end| end <= len),
+                "{}: rank {r}: cannot seek to position {}: a window needs {win} tokens and the shard has {len}",
+                self.files[rp.shard].display(),
+                rp.pos
+            );
+        }
+        self.set_ranks(p.ranks)
     }
 
-    /// Back to shard 0, position 0 (the validation loader does this before every evaluation).
+    /// Every rank back to its start (shard 0, `pos = r·B·T`): the validation loader does this
+    /// before every evaluation.
     pub fn reset(&mut self) -> Result<()> {
-        self.seek(LoaderPos { shard: 0, pos: 0 })
+        let start = (0..self.world).map(|r| self.start(r)).collect();
+        self.set_ranks(start)
     }
 
     /// Tokens in the first shard (for validation: the val shard).
@@ -151,7 +234,7 @@ impl Loader {
 
     /// Steps needed to read a fixed token budget (`val_tokens / (B·T·world)`), as record 4's
     /// validation does (10,485,760 = 20 × 524,288). Errors unless the budget is a whole number of
-    /// steps that the shards can supply without wrapping around.
+    /// steps that the shards can supply, from a reset, without any rank wrapping around.
     pub fn steps_for_tokens(&self, budget: usize) -> Result<usize> {
         let st = self.step_tokens();
         ensure!(
@@ -159,19 +242,18 @@ impl Loader {
             "validation budget {budget} tokens is not a positive multiple of B*T*world = {st}"
         );
         let steps = budget / st;
-        // Simulate the shard walk from (0, 0) without mapping anything.
-        let (mut shard, mut pos) = (0usize, 0usize);
-        for _ in 0..steps - 1 {
-            pos += st;
-            if pos + st + 1 > self.lens[shard] {
-                shard += 1;
-                pos = 0;
+        // Simulate every rank's walk from its reset state without mapping anything.
+        for r in 0..self.world {
+            let mut p = self.start(r);
+            for _ in 0..steps - 1 {
+                let (next, wrapped) = self.advanced(r, p);
                 ensure!(
-                    shard < self.lens.len(),
+                    !wrapped,
                     "validation budget {budget} tokens needs more than the {} tokens available in {} shard(s)",
                     self.total_tokens(),
                     self.lens.len()
                 );
+                p = next;
             }
         }
         Ok(steps)

@@ -4,10 +4,11 @@
 //! INTERFACE CONTRACT (used by `train` and `cli`; keep these signatures):
 //! - [`Loader::new`]`(pattern, b, t, world, vocab_size)`: `pattern` is a directory, a file or a glob.
 //! - [`Loader::next_step`] returns `world` windows, one per (virtual) rank, in rank order.
-//! - [`Loader::position`] / [`Loader::seek`] with the serialisable [`LoaderPos`].
+//! - [`Loader::position`] / [`Loader::seek`] with the serialisable [`LoaderPos`]
+//!   (every rank's `(shard, pos)`).
 //! - `cli::DataArgs` (clap) and `cli::run`.
 //!
-//! Helpers for the trainer: [`Loader::reset`] (validation restarts at shard 0, pos 0),
+//! Helpers for the trainer: [`Loader::reset`] (validation restarts at shard 0, rank r at r·B·T),
 //! [`Loader::steps_for_tokens`] (`val_tokens / (B·T·world)`, checked), [`Loader::num_tokens`],
 //! [`Loader::step_tokens`]. Modules: `shard` (format, mmap reads, atomic writes, pattern
 //! resolution), `loader`, `tokenize` (text → shards), `fetch` (hf-hub downloads), `cli`.
@@ -36,9 +37,17 @@ pub const EOT: u32 = 50256;
 /// GPT-2 vocabulary size (not padded in record 4).
 pub const GPT2_VOCAB: usize = 50257;
 
-/// Where the loader stands: which shard (index in sorted order) and the shared base position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where the loader stands: every rank's own state, in rank order (one entry per rank of the
+/// world; see [`Loader`] for why ranks are tracked separately). Saved in `state.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoaderPos {
+    pub ranks: Vec<RankPos>,
+}
+
+/// One rank's loader state: its current shard (index in sorted order) and the start of the next
+/// window it reads in that shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RankPos {
     pub shard: usize,
     pub pos: usize,
 }

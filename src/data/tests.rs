@@ -20,36 +20,75 @@ fn write_shards(dir: &Path, lens: &[usize]) -> Vec<Vec<u16>> {
         .collect()
 }
 
-/// Reference for record4.md's loader, written as a plain walk over (shard, base) written
-/// independently of loader.rs: every step yields W windows of B·T+1 tokens starting at
-/// base + r·B·T; the next base is base + B·T·W unless that leaves fewer than B·T·W + 1 tokens, in
-/// which case the next shard (cyclically) starts at 0.
-fn reference(shards: &[Vec<u16>], bt: usize, w: usize, steps: usize) -> Vec<Vec<Window>> {
-    let mut out = Vec::new();
-    let (mut s, mut base) = (0usize, 0usize);
-    for _ in 0..steps {
-        let mut step = Vec::new();
-        for r in 0..w {
-            let start = base + r * bt;
-            let win: Vec<u32> = shards[s][start..=start + bt]
+/// Reference for modded-nanogpt record 4's `DistributedDataLoader`, written independently of
+/// loader.rs as W separate per-rank objects (one per "process"), each following the Python:
+/// reset to shard 0 at `r·bt`; a batch reads `tokens[pos..pos+bt+1]`, then `pos += bt·w`, and if
+/// `pos + bt·w + 1 > len` the rank moves to the next shard (cyclically) at `r·bt`.
+/// Returns the windows of every step (in rank order) and every rank's `(shard, pos)` before it.
+fn reference(
+    shards: &[Vec<u16>],
+    bt: usize,
+    w: usize,
+    steps: usize,
+) -> (Vec<Vec<Window>>, Vec<Vec<(usize, usize)>>) {
+    struct PyRank<'a> {
+        shards: &'a [Vec<u16>],
+        rank: usize,
+        bt: usize,
+        w: usize,
+        shard: usize,
+        pos: usize,
+    }
+    impl PyRank<'_> {
+        fn next_batch(&mut self) -> Window {
+            let tokens = &self.shards[self.shard];
+            let buf: Vec<u32> = tokens[self.pos..self.pos + self.bt + 1]
                 .iter()
                 .map(|&x| x as u32)
                 .collect();
-            step.push(Window {
-                inputs: win[..bt].to_vec(),
-                targets: win[1..].to_vec(),
-            });
-        }
-        out.push(step);
-        let next = base + bt * w;
-        if next + bt * w + 1 > shards[s].len() {
-            s = (s + 1) % shards.len();
-            base = 0;
-        } else {
-            base = next;
+            self.pos += self.bt * self.w;
+            if self.pos + (self.bt * self.w + 1) > tokens.len() {
+                self.shard = (self.shard + 1) % self.shards.len();
+                self.pos = self.rank * self.bt;
+            }
+            Window {
+                inputs: buf[..buf.len() - 1].to_vec(),
+                targets: buf[1..].to_vec(),
+            }
         }
     }
-    out
+    let mut ranks: Vec<PyRank> = (0..w)
+        .map(|rank| PyRank {
+            shards,
+            rank,
+            bt,
+            w,
+            shard: 0,
+            pos: rank * bt,
+        })
+        .collect();
+    let (mut wins, mut states) = (Vec::new(), Vec::new());
+    for _ in 0..steps {
+        states.push(ranks.iter().map(|p| (p.shard, p.pos)).collect());
+        wins.push(ranks.iter_mut().map(|p| p.next_batch()).collect());
+    }
+    (wins, states)
+}
+
+fn pos_of(ranks: &[(usize, usize)]) -> LoaderPos {
+    LoaderPos {
+        ranks: ranks
+            .iter()
+            .map(|&(shard, pos)| RankPos { shard, pos })
+            .collect(),
+    }
+}
+
+/// Steps at which not all ranks are in the same shard.
+fn desync_steps(states: &[Vec<(usize, usize)>]) -> Vec<usize> {
+    (0..states.len())
+        .filter(|&k| states[k].iter().any(|&(s, _)| s != states[k][0].0))
+        .collect()
 }
 
 fn err_of<T>(r: anyhow::Result<T>) -> String {
@@ -94,22 +133,77 @@ fn shard_round_trip_and_exact_layout() {
 }
 
 #[test]
-fn loader_matches_reference_across_boundaries_and_wraparound() {
+fn loader_matches_per_rank_reference_across_boundaries_and_wraparound() {
     let dir = tempfile::tempdir().unwrap();
     // Lengths chosen so steps end exactly on a boundary (49 = 4·12 + 1), leave a remainder (50,
-    // 37) and fit a single step (13).
+    // 37) and fit a single step (13); with W > 1 they put the boundary at different ranks'
+    // offsets, so some steps have ranks in different shards.
     let lens = [49, 50, 13, 37];
     let shards = write_shards(dir.path(), &lens);
-    for (b, t, w) in [(2, 3, 2), (1, 4, 3), (3, 2, 1), (1, 1, 12)] {
+    for (b, t, w) in [(2, 3, 2), (1, 4, 3), (3, 2, 1), (1, 1, 12), (1, 2, 5)] {
         let pattern = dir.path().to_str().unwrap();
         let mut l = Loader::new(pattern, b, t, w, GPT2_VOCAB).unwrap();
         let steps = 40; // several full passes: exercises wrap-around to shard 0
-        let want = reference(&shards, b * t, w, steps);
+        let (want, states) = reference(&shards, b * t, w, steps);
+        let desync = desync_steps(&states);
+        if w == 1 {
+            assert!(desync.is_empty());
+        } else {
+            assert!(
+                !desync.is_empty(),
+                "B={b} T={t} W={w}: no desynchronised step"
+            );
+        }
+        let mut wrapped = false;
         for (i, ws) in want.iter().enumerate() {
+            assert_eq!(
+                l.position(),
+                pos_of(&states[i]),
+                "B={b} T={t} W={w} step {i}"
+            );
+            // Only the shards some rank is in are mapped.
+            let mut used: Vec<usize> = states[i].iter().map(|&(s, _)| s).collect();
+            used.sort_unstable();
+            used.dedup();
+            assert_eq!(l.mapped_shards(), used, "B={b} T={t} W={w} step {i}");
+            wrapped |= i > 0 && states[i][0].0 == 0 && states[i - 1][0].0 == 3;
             let got = l.next_step().unwrap();
             assert_eq!(&got, ws, "B={b} T={t} W={w} step {i}");
         }
+        assert!(
+            wrapped,
+            "B={b} T={t} W={w}: no wrap-around in {steps} steps"
+        );
     }
+}
+
+#[test]
+fn reference_walk_matches_hand_derivation() {
+    // Shards of 49, 50, 37 tokens, B·T = 6, W = 2 (a step is 12 tokens). Rank 0 starts at 0,
+    // rank 1 at 6. In shard 0 rank 1 reads 6, 18, 30, then 42 + 13 > 49 sends it to shard 1
+    // (at 6) while rank 0 still reads 36 in shard 0: step 3 is split across shards (and steps 6
+    // and 7 across shards 1 and 2).
+    let dir = tempfile::tempdir().unwrap();
+    let shards = write_shards(dir.path(), &[49, 50, 37]);
+    let (wins, states) = reference(&shards, 6, 2, 8);
+    let expect: [[(usize, usize); 2]; 8] = [
+        [(0, 0), (0, 6)],
+        [(0, 12), (0, 18)],
+        [(0, 24), (0, 30)],
+        [(0, 36), (1, 6)],
+        [(1, 0), (1, 18)],
+        [(1, 12), (1, 30)],
+        [(1, 24), (2, 6)],
+        [(1, 36), (2, 18)],
+    ];
+    for (k, e) in expect.iter().enumerate() {
+        assert_eq!(states[k], e.to_vec(), "step {k}");
+    }
+    assert_eq!(desync_steps(&states), vec![3, 6, 7]);
+    // Ids are s·1000 + i: step 3 rank 1 reads shard 1 tokens 6..13.
+    assert_eq!(wins[3][1].inputs, (1006..1012).collect::<Vec<u32>>());
+    assert_eq!(wins[3][1].targets, (1007..1013).collect::<Vec<u32>>());
+    assert_eq!(wins[3][0].inputs, (36..42).collect::<Vec<u32>>());
 }
 
 #[test]
@@ -118,39 +212,81 @@ fn loader_seek_resume_reset_and_budget() {
     let shards = write_shards(dir.path(), &[49, 50, 37]);
     let pattern = format!("{}/x_train_*.bin", dir.path().display());
     let (b, t, w) = (2, 3, 2);
-    let want = reference(&shards, b * t, w, 30);
+    let (want, _) = reference(&shards, b * t, w, 30);
     let mut l = Loader::new(&pattern, b, t, w, GPT2_VOCAB).unwrap();
-    for ws in &want[..7] {
+    for ws in &want[..3] {
         assert_eq!(&l.next_step().unwrap(), ws);
     }
-    // Save, serialise, resume in a fresh loader: the continuation is identical.
+    // Save in the middle of the desynchronised boundary step 3 (rank 0 still in shard 0, rank 1
+    // already in shard 1), serialise, resume in a fresh loader: the continuation is identical.
     let pos = l.position();
-    // Shard 0 (49 tokens) holds 4 steps of 12 (+1); shard 1 (50) holds 4 too, so 7 steps end at
-    // shard 1, base 36.
-    assert_eq!(pos, LoaderPos { shard: 1, pos: 36 });
+    assert_eq!(pos, pos_of(&[(0, 36), (1, 6)]));
+    assert_eq!(l.mapped_shards(), vec![0, 1]);
     let json = serde_json::to_string(&pos).unwrap();
+    assert_eq!(
+        json,
+        r#"{"ranks":[{"shard":0,"pos":36},{"shard":1,"pos":6}]}"#
+    );
     let mut l2 = Loader::new(&pattern, b, t, w, GPT2_VOCAB).unwrap();
     l2.seek(serde_json::from_str(&json).unwrap()).unwrap();
-    for ws in &want[7..30] {
+    assert_eq!(l2.position(), pos);
+    assert_eq!(l2.mapped_shards(), vec![0, 1]);
+    for ws in &want[3..30] {
         assert_eq!(&l2.next_step().unwrap(), ws);
         assert_eq!(&l.next_step().unwrap(), ws);
     }
     l.reset().unwrap();
-    assert_eq!(l.position(), LoaderPos { shard: 0, pos: 0 });
+    assert_eq!(l.position(), pos_of(&[(0, 0), (0, 6)]));
+    assert_eq!(l.mapped_shards(), vec![0]);
     assert_eq!(&l.next_step().unwrap(), &want[0]);
     // Mid-shard seek.
-    l.seek(LoaderPos { shard: 1, pos: 12 }).unwrap();
+    l.seek(pos_of(&[(1, 12), (1, 30)])).unwrap();
     assert_eq!(&l.next_step().unwrap(), &want[5]);
-    // Out-of-range seeks are errors, not panics.
-    assert!(err_of(l.seek(LoaderPos { shard: 3, pos: 0 })).contains("shard 3 of 3"));
-    assert!(err_of(l.seek(LoaderPos { shard: 2, pos: 30 })).contains("x_train_000002.bin"));
+    // Malformed positions are errors, not panics, and leave the loader where it was.
+    let before = l.position();
+    let e = err_of(l.seek(pos_of(&[(0, 0)])));
+    assert!(e.contains("1 rank(s)") && e.contains("world 2"), "{e}");
+    let e = err_of(l.seek(LoaderPos { ranks: vec![] }));
+    assert!(e.contains("0 rank(s)"), "{e}");
+    let e = err_of(l.seek(pos_of(&[(0, 0), (3, 0)])));
+    assert!(e.contains("rank 1") && e.contains("shard 3 of 3"), "{e}");
+    // Shard 2 has 37 tokens: a 7-token window fits at 30 but not at 31.
+    l2.seek(pos_of(&[(2, 30), (2, 0)])).unwrap();
+    let e = err_of(l.seek(pos_of(&[(2, 31), (2, 0)])));
+    assert!(
+        e.contains("x_train_000002.bin") && e.contains("rank 0") && e.contains("position 31"),
+        "{e}"
+    );
+    let e = err_of(l.seek(pos_of(&[(0, 0), (1, usize::MAX)])));
+    assert!(
+        e.contains("x_train_000001.bin") && e.contains("rank 1"),
+        "{e}"
+    );
+    assert!(err_of(
+        serde_json::from_str::<LoaderPos>(r#"{"shard":1,"pos":36}"#).map_err(anyhow::Error::from)
+    )
+    .contains("ranks"));
+    assert_eq!(l.position(), before);
+    assert_eq!(&l.next_step().unwrap(), &want[6]);
     assert_eq!(l.num_tokens(), 49);
     assert_eq!(l.total_tokens(), 136);
-    // Budget: 4 steps fit shard 0 exactly; 5 need shard 1; 12 steps exceed the data.
+    // Budget: 4 steps fit shard 0 for rank 0 (rank 1 reads its 4th in shard 1); 5 need shard 1;
+    // rank 1 gets 3 + 3 + 2 = 8 steps before wrapping, so 8 steps fit and 9 do not.
     assert_eq!(l.steps_for_tokens(48).unwrap(), 4);
     assert_eq!(l.steps_for_tokens(60).unwrap(), 5);
+    assert_eq!(l.steps_for_tokens(96).unwrap(), 8);
+    assert!(err_of(l.steps_for_tokens(108)).contains("needs more"));
     assert!(err_of(l.steps_for_tokens(50)).contains("multiple"));
     assert!(err_of(l.steps_for_tokens(12 * 12)).contains("needs more"));
+    // W = 1 (the validation loader): one rank, no offsets; reset restarts at 0.
+    let mut v = Loader::new(&pattern, 2, 3, 1, GPT2_VOCAB).unwrap();
+    let (vw, _) = reference(&shards, 6, 1, 3);
+    for ws in &vw {
+        assert_eq!(&v.next_step().unwrap(), ws);
+    }
+    v.reset().unwrap();
+    assert_eq!(v.position(), pos_of(&[(0, 0)]));
+    assert_eq!(&v.next_step().unwrap(), &vw[0]);
 }
 
 /// Write raw bytes as a file and return its path.
