@@ -62,7 +62,10 @@ pub fn compare(dirs: &[PathBuf], opts: &CompareOpts) -> Result<String> {
 
 /// The end of `speedrun race`: print the comparison of `dirs` and draw their plot to `plot`.
 pub fn race_report(dirs: &[PathBuf], plot_path: &std::path::Path) -> Result<()> {
-    let runs = dirs.iter().map(|d| load_run(d)).collect::<Result<Vec<_>>>()?;
+    let runs = dirs
+        .iter()
+        .map(|d| load_run(d))
+        .collect::<Result<Vec<_>>>()?;
     println!("{}", render(&runs, &CompareOpts::default()));
     plot::plot_runs(&runs, None, plot_path)?;
     println!("plot: {}", plot_path.display());

@@ -178,6 +178,13 @@ impl Config {
                 m.vocab_size
             );
         }
+        if !crate::optim::names().contains(&self.optim.name.as_str()) {
+            bail!(
+                "optim.name = {:?} is not an optimizer (valid: {})",
+                self.optim.name,
+                crate::optim::names().join(", ")
+            );
+        }
         self.train.accum_steps(m.seq_len)?;
         self.train.val_steps(m.seq_len)?;
         if self.train.steps == 0 {

@@ -54,7 +54,11 @@ fn records(dir: &Path) -> Vec<(String, u64, u64)> {
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
             let kind = v["kind"].as_str().unwrap().to_string();
-            let loss = v.get("loss").or_else(|| v.get("val_loss")).and_then(|x| x.as_f64()).unwrap();
+            let loss = v
+                .get("loss")
+                .or_else(|| v.get("val_loss"))
+                .and_then(|x| x.as_f64())
+                .unwrap();
             (kind, v["step"].as_u64().unwrap(), loss.to_bits())
         })
         .collect()
@@ -74,8 +78,14 @@ fn straight_vs_resumed(optim: &str, extra: &[&str]) {
     assert!(sb.finished);
     let (ra, rb) = (records(&a), records(&b));
     assert_eq!(ra.iter().filter(|r| r.0 == "train").count(), 6);
-    assert_eq!(ra, rb, "{optim}: per-step losses differ between a straight and a resumed run");
-    assert_eq!(sa.final_val_loss.map(f64::to_bits), sb.final_val_loss.map(f64::to_bits));
+    assert_eq!(
+        ra, rb,
+        "{optim}: per-step losses differ between a straight and a resumed run"
+    );
+    assert_eq!(
+        sa.final_val_loss.map(f64::to_bits),
+        sb.final_val_loss.map(f64::to_bits)
+    );
 }
 
 #[test]
@@ -101,44 +111,88 @@ fn resume_is_bit_exact_neon() {
 
 #[test]
 fn loss_falls_and_target_is_logged() {
-    let cfg = tiny("muon", &["train.steps=12", "train.warmdown_steps=3", "train.val_every=4"]);
+    let cfg = tiny(
+        "muon",
+        &[
+            "train.steps=12",
+            "train.warmdown_steps=3",
+            "train.val_every=4",
+        ],
+    );
     let tmp = tempfile::tempdir().unwrap();
     let s = train(&cfg, &opts(tmp.path(), Resume::No, None)).unwrap();
     let recs = records(tmp.path());
-    let vals: Vec<f64> = recs.iter().filter(|r| r.0 == "val").map(|r| f64::from_bits(r.2)).collect();
+    let vals: Vec<f64> = recs
+        .iter()
+        .filter(|r| r.0 == "val")
+        .map(|r| f64::from_bits(r.2))
+        .collect();
     assert_eq!(vals.len(), 4, "val at 0, 4, 8, 12");
     assert!(vals[3] < vals[0] - 0.05, "val loss did not fall: {vals:?}");
     // ln(50257) = 10.82: the target 10.8 is crossed early, and the summary agrees with the log.
     assert!(s.reached_target);
-    let hit = recs.iter().find(|r| r.0 == "target").expect("target record");
+    let hit = recs
+        .iter()
+        .find(|r| r.0 == "target")
+        .expect("target record");
     assert_eq!(Some(hit.1 as usize), s.target_step);
     assert_eq!(s.target_tokens, Some(hit.1 * 256));
     for f in ["config.toml", "meta.json", "summary.json", "log.jsonl"] {
         assert!(tmp.path().join(f).is_file(), "{f} missing");
     }
     // The saved config parses back to the same config.
-    assert_eq!(config::from_toml_file(&tmp.path().join("config.toml")).unwrap(), cfg);
+    assert_eq!(
+        config::from_toml_file(&tmp.path().join("config.toml")).unwrap(),
+        cfg
+    );
 }
 
 #[test]
 fn refuses_to_overwrite_a_run_and_checks_config_on_resume() {
-    let cfg = tiny("muon", &["train.steps=2", "train.val_every=2", "train.warmdown_steps=1"]);
+    let cfg = tiny(
+        "muon",
+        &[
+            "train.steps=2",
+            "train.val_every=2",
+            "train.warmdown_steps=1",
+        ],
+    );
     let tmp = tempfile::tempdir().unwrap();
     train(&cfg, &opts(tmp.path(), Resume::No, None)).unwrap();
-    let err = train(&cfg, &opts(tmp.path(), Resume::No, None)).unwrap_err().to_string();
+    let err = train(&cfg, &opts(tmp.path(), Resume::No, None))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("--resume"), "{err}");
-    let other = tiny("muon", &["train.steps=2", "train.val_every=2", "train.warmdown_steps=1", "optim.muon.lr=0.01"]);
-    let err = format!("{:#}", train(&other, &opts(tmp.path(), Resume::Latest, None)).unwrap_err());
+    let other = tiny(
+        "muon",
+        &[
+            "train.steps=2",
+            "train.val_every=2",
+            "train.warmdown_steps=1",
+            "optim.muon.lr=0.01",
+        ],
+    );
+    let err = format!(
+        "{:#}",
+        train(&other, &opts(tmp.path(), Resume::Latest, None)).unwrap_err()
+    );
     assert!(err.contains("different config"), "{err}");
 }
 
 #[test]
 fn incomplete_checkpoints_are_ignored_and_old_ones_pruned() {
-    let cfg = tiny("muon", &["train.checkpoint_every=1", "train.keep_checkpoints=2"]);
+    let cfg = tiny(
+        "muon",
+        &["train.checkpoint_every=1", "train.keep_checkpoints=2"],
+    );
     let tmp = tempfile::tempdir().unwrap();
     train(&cfg, &opts(tmp.path(), Resume::No, Some(4))).unwrap();
     let root = checkpoint::checkpoints_dir(tmp.path());
-    let steps: Vec<usize> = checkpoint::list(&root).unwrap().into_iter().map(|(s, _)| s).collect();
+    let steps: Vec<usize> = checkpoint::list(&root)
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
     assert_eq!(steps, vec![3, 4]);
     // A crash mid-write leaves a directory without state.json: never picked for resume.
     std::fs::create_dir_all(root.join("step_000005")).unwrap();
@@ -149,13 +203,17 @@ fn incomplete_checkpoints_are_ignored_and_old_ones_pruned() {
 
 #[test]
 fn bad_overrides_are_one_line_errors() {
-    let e = config::load("shakespeare-tiny", &["train.stepz=3".into()]).unwrap_err().to_string();
+    let e = config::load("shakespeare-tiny", &["train.stepz=3".into()])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("stepz"), "{e}");
     let e = config::load("shakespeare-tiny", &["train.micro_batch=3".into()]).unwrap_err();
     assert!(format!("{e:#}").contains("batch_tokens"), "{e:#}");
     let e = config::load("no-such-preset", &[]).unwrap_err().to_string();
     assert!(e.contains("presets:"), "{e}");
-    let e = config::load("shakespeare-tiny", &["novalue".into()]).unwrap_err().to_string();
+    let e = config::load("shakespeare-tiny", &["novalue".into()])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("key=value"), "{e}");
 }
 

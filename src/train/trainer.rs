@@ -139,8 +139,14 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
     let meta = Meta::new(crate::device::describe(device), precision.to_string());
     run_dir::write_json(&run_dir.join("meta.json"), &meta)?;
 
-    let mut train_loader = Loader::new(&cfg.data.train, rank_b, t, cfg.train.ranks, cfg.model.vocab_size)
-        .with_context(|| format!("train data {}", cfg.data.train))?;
+    let mut train_loader = Loader::new(
+        &cfg.data.train,
+        rank_b,
+        t,
+        cfg.train.ranks,
+        cfg.model.vocab_size,
+    )
+    .with_context(|| format!("train data {}", cfg.data.train))?;
     let val_b = cfg.train.val_batch();
     let mut val_loader = Loader::new(&cfg.data.val, val_b, t, 1, cfg.model.vocab_size)
         .with_context(|| format!("val data {}", cfg.data.val))?;
@@ -313,8 +319,16 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
                 let x = Tensor::from_slice(&w.inputs[span.clone()], (b, t), device)?;
                 let y = Tensor::from_slice(&w.targets[span], (b, t), device)?;
                 let loss = if collect {
-                    let mut router = LayerInputRouter { set: &mut opt, step };
-                    model.loss(&x, &y, opts.compute, Some(&mut router as &mut dyn LayerInputSink))?
+                    let mut router = LayerInputRouter {
+                        set: &mut opt,
+                        step,
+                    };
+                    model.loss(
+                        &x,
+                        &y,
+                        opts.compute,
+                        Some(&mut router as &mut dyn LayerInputSink),
+                    )?
                 } else {
                     model.loss(&x, &y, opts.compute, None)?
                 };
@@ -322,7 +336,9 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
                 let scaled = (loss / accum as f64)?;
                 let gs = scaled.backward()?;
                 for (name, var) in model.vars() {
-                    let g = gs.get(var.as_tensor()).ok_or_else(|| anyhow!("no gradient for {name}"))?;
+                    let g = gs
+                        .get(var.as_tensor())
+                        .ok_or_else(|| anyhow!("no gradient for {name}"))?;
                     match grads.remove(name) {
                         Some(acc) => grads.insert(name.clone(), (acc + g)?),
                         None => grads.insert(name.clone(), g.clone()),
