@@ -147,7 +147,8 @@ impl Gpt {
     }
 
     /// Mean next-token cross-entropy of fp32 `logits` (B, T, V) against `targets` (B, T).
-    /// candle_nn's cross_entropy is log_softmax + gather from primitives (differentiable).
+    /// On CPU: the fused op of `xent.rs` (per-row loss, real backward) then `.mean_all()`.
+    /// Elsewhere: candle_nn's cross_entropy (log_softmax + gather from primitives).
     pub(crate) fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         let (b, t, v) = logits.dims3()?;
         if targets.dims() != [b, t] {
@@ -163,9 +164,14 @@ impl Gpt {
             );
         }
         let targets = targets.flatten_all()?.to_dtype(DType::U32)?;
-        Ok(candle_nn::loss::cross_entropy(
-            &logits.reshape((b * t, v))?,
-            &targets,
-        )?)
+        let logits = logits.reshape((b * t, v))?;
+        if logits.device().is_cpu() && logits.dtype() == DType::F32 {
+            // Fused per-row op (`xent.rs`): two read passes forward, one read + one write backward.
+            let rows =
+                super::xent::cross_entropy_rows(&logits.contiguous()?, &targets.contiguous()?)?;
+            return Ok(rows.mean_all()?);
+        }
+        // Other devices (no fused kernel yet) keep the composite path.
+        Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
     }
 }

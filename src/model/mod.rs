@@ -21,6 +21,7 @@ pub mod layers;
 pub mod params;
 #[cfg(test)]
 mod tests;
+mod xent;
 
 pub use params::{BlockNames, LM_HEAD_ALIAS, WTE};
 

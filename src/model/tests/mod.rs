@@ -3,6 +3,7 @@
 mod checkpoint;
 mod golden;
 mod grads;
+mod xent;
 
 use std::path::PathBuf;
 

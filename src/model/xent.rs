@@ -1,0 +1,176 @@
+//! Fused per-row cross-entropy for fp32 logits on the CPU (candle `CustomOp2`).
+//!
+//! `loss_i = logsumexp(logits_i) − logits_i[target_i]`, for logits (N, V) f32 and targets (N,) u32.
+//! candle_nn's composite (log_softmax + gather) makes several full (N × V) fp32 passes and keeps
+//! (N × V) intermediates for the backward; this op reads each row twice in the forward (max, then
+//! Σ exp(x − max)) and, in the backward, reads it once and writes the gradient once:
+//! `grad_i = (softmax(logits_i) − onehot(target_i)) · grad_res_i` (the target entry as
+//! `−grad_res_i · Σ_{j≠t} softmax_j`, accumulated in f64 in the same pass).
+//!
+//! Stash rather than recompute: the forward already has each row's max and ln Σ exp(x − max); the op
+//! keeps them (8 bytes a row) in a `OnceLock` inside the op instance, which candle's graph holds for
+//! exactly the one result tensor it made. Recomputing them in `bwd` would cost two more full read
+//! passes over (N × V). If the stash is missing or does not match (cannot happen through candle's
+//! graph, kept as a guard), `bwd` recomputes the row statistics. The stash describes the logits as
+//! they were in the forward: mutating them in place (a `Var::set` of the logits themselves) before
+//! the backward would make the gradient stale, as it would for any saved-activation backward.
+//!
+//! Accumulation: `exp` in f32, the row sum in f64. A plain f32 running sum over 50257 terms is
+//! off by 1.1e-5 in ln Σ; the f64 sum by 4.5e-7, i.e. the final f32 rounding
+//! (`tests::xent::f32_accumulation_error_is_measured`); an f64 add per element is cheap next to `exp`.
+//!
+//! CPU only: `cuda_fwd` is not implemented; the call site uses the composite path elsewhere.
+
+use std::sync::OnceLock;
+
+use candle_core::backend::BackendStorage;
+use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor};
+use rayon::prelude::*;
+
+/// Per-row statistics of a forward: (row max, ln Σ exp(x − max)).
+type RowStats = Vec<(f32, f32)>;
+
+/// The fused cross-entropy op. Build a fresh one per call ([`cross_entropy_rows`]).
+#[derive(Default)]
+pub(crate) struct FusedXent {
+    stats: OnceLock<RowStats>,
+}
+
+/// Row max and ln Σ exp(x − max) (exp in f32, sum in f64).
+fn row_stats(row: &[f32]) -> (f32, f32) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = row.iter().map(|&x| (x - max).exp() as f64).sum();
+    (max, sum.ln() as f32)
+}
+
+/// The contiguous f32 slice of `(storage, layout)` for `n` rows of `v`, or an error.
+fn f32_rows<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let data = match s {
+        CpuStorage::F32(d) => d,
+        _ => bail!("fused_xent: {what} must be f32, got {:?}", s.dtype()),
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => bail!("fused_xent: {what} must be contiguous"),
+    }
+}
+
+/// Validated (N, V) and the target slice.
+fn check<'a>(
+    ll: &Layout,
+    targets: &'a CpuStorage,
+    tl: &Layout,
+) -> Result<(usize, usize, &'a [u32])> {
+    let (n, v) = ll.shape().dims2()?;
+    let t = match targets {
+        CpuStorage::U32(d) => d,
+        _ => bail!("fused_xent: targets must be u32, got {:?}", targets.dtype()),
+    };
+    let t = match tl.contiguous_offsets() {
+        Some((a, b)) => &t[a..b],
+        None => bail!("fused_xent: targets must be contiguous"),
+    };
+    if t.len() != n || tl.shape().rank() != 1 {
+        bail!(
+            "fused_xent: targets shape {:?} does not match logits rows {n}",
+            tl.shape()
+        );
+    }
+    if let Some((i, &bad)) = t.iter().enumerate().find(|(_, &x)| x as usize >= v) {
+        bail!("fused_xent: target {bad} at row {i} is out of range for vocab {v}");
+    }
+    Ok((n, v, t))
+}
+
+impl CustomOp2 for FusedXent {
+    fn name(&self) -> &'static str {
+        "fused_xent"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, v, targets) = check(l1, s2, l2)?;
+        let logits = f32_rows(s1, l1, "logits")?;
+        if v == 0 {
+            bail!("fused_xent: empty vocabulary");
+        }
+        let (loss, stats): (Vec<f32>, RowStats) = logits
+            .par_chunks_exact(v)
+            .zip(targets.par_iter())
+            .map(|(row, &t)| {
+                let (max, lse) = row_stats(row);
+                let loss = ((max - row[t as usize]) as f64 + lse as f64) as f32;
+                (loss, (max, lse))
+            })
+            .unzip();
+        // A second forward through the same instance cannot happen via `Tensor::apply_op2`;
+        // keep the first stash if it does (bwd checks the length and recomputes otherwise).
+        let _ = self.stats.set(stats);
+        Ok((CpuStorage::F32(loss), Shape::from(n)))
+    }
+
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g: Vec<f32> = grad_res.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let tgt = targets.contiguous()?;
+        let logits_c = logits.contiguous()?;
+        let (ls, ll) = logits_c.storage_and_layout();
+        let (ts, tl) = tgt.storage_and_layout();
+        let (ls, ts) = match (&*ls, &*ts) {
+            (Storage::Cpu(a), Storage::Cpu(b)) => (a, b),
+            _ => bail!("fused_xent: backward is CPU only"),
+        };
+        let (n, v, targets) = check(ll, ts, tl)?;
+        let x = f32_rows(ls, ll, "logits")?;
+        if g.len() != n {
+            bail!("fused_xent: grad has {} entries for {n} rows", g.len());
+        }
+        let recomputed;
+        let stats: &RowStats = match self.stats.get() {
+            Some(s) if s.len() == n => s,
+            _ => {
+                recomputed = x.par_chunks_exact(v).map(row_stats).collect::<RowStats>();
+                &recomputed
+            }
+        };
+        let mut out = vec![0f32; n * v];
+        out.par_chunks_exact_mut(v)
+            .zip(x.par_chunks_exact(v))
+            .enumerate()
+            .for_each(|(i, (o, row))| {
+                let (max, lse) = stats[i];
+                let gi = g[i];
+                let t = targets[i] as usize;
+                // softmax · g everywhere but the target; the target gets −g · Σ_{j≠t} p_j, which
+                // stays accurate when p_t rounds to 1 (a confident row), unlike (p_t − 1) · g.
+                let mut others = 0f64;
+                let mut fill = |o: &mut [f32], row: &[f32]| {
+                    for (oj, &xj) in o.iter_mut().zip(row) {
+                        let p = ((xj - max) - lse).exp();
+                        others += p as f64;
+                        *oj = p * gi;
+                    }
+                };
+                fill(&mut o[..t], &row[..t]);
+                fill(&mut o[t + 1..], &row[t + 1..]);
+                o[t] = (-(others * gi as f64)) as f32;
+            });
+        let grad = Tensor::from_vec(out, (n, v), logits.device())?;
+        Ok((Some(grad), None))
+    }
+}
+
+/// Per-row loss (N,) of contiguous fp32 `logits` (N, V) against u32 `targets` (N,), CPU only.
+pub(crate) fn cross_entropy_rows(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    logits.apply_op2(targets, FusedXent::default())
+}
