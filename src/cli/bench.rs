@@ -14,6 +14,7 @@ use crate::model::{Gpt, GptConfig};
 use crate::optim::{self, Grads};
 use crate::train::cli::{ConfigArgs, DeviceArgs};
 use crate::train::schedule::lr_mult;
+use crate::train::trainer::accumulate_micro_batch;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -115,17 +116,7 @@ fn bench_model(a: ModelBench) -> Result<()> {
         let mut grads: Grads = BTreeMap::new();
         for _ in 0..accum {
             let (x, y) = batch()?;
-            let loss = (model.loss(&x, &y, compute, None)? / accum as f64)?;
-            let gs = loss.backward()?;
-            for (name, var) in model.vars() {
-                let g = gs
-                    .get(var.as_tensor())
-                    .ok_or_else(|| anyhow!("no gradient for {name}"))?;
-                match grads.remove(name) {
-                    Some(acc) => grads.insert(name.clone(), (acc + g)?),
-                    None => grads.insert(name.clone(), g.clone()),
-                };
-            }
+            accumulate_micro_batch(&model, &x, &y, compute, None, accum, &mut grads)?;
         }
         opt.step(&grads, lr_mult(i, 1000, 0, 0))?;
         device.synchronize()?;

@@ -46,6 +46,28 @@ impl Warm {
     }
 }
 
+/// Both Neon forms keep the same state: momentum buffers and the warm-start singular vectors.
+fn neon_state(momentum: &Momentum, warm: &Warm) -> Vec<(String, Tensor)> {
+    let mut out = Vec::new();
+    momentum.state(&mut out);
+    warm.state(&mut out);
+    out
+}
+
+fn load_neon_state(
+    label: &str,
+    momentum: &mut Momentum,
+    warm: &mut Warm,
+    params: &BTreeMap<String, Var>,
+    state: &HashMap<String, Tensor>,
+) -> Result<()> {
+    momentum
+        .load_state(state, params)
+        .with_context(|| format!("optimizer group {label}"))?;
+    warm.load(state)
+        .with_context(|| format!("optimizer group {label}"))
+}
+
 /// Nuclear-norm Neon: δW = −lr·scale·u₁v₁ᵀ ("lmo") or −lr·σ₁·u₁v₁ᵀ ("sigma").
 pub struct Neon {
     label: String,
@@ -111,20 +133,17 @@ impl Optimizer for Neon {
     }
 
     fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        let mut out = Vec::new();
-        self.momentum.state(&mut out);
-        self.warm.state(&mut out);
-        Ok(out)
+        Ok(neon_state(&self.momentum, &self.warm))
     }
 
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        let label = self.label.clone();
-        self.momentum
-            .load_state(state, &self.params)
-            .with_context(|| format!("optimizer group {label}"))?;
-        self.warm
-            .load(state)
-            .with_context(|| format!("optimizer group {label}"))
+        load_neon_state(
+            &self.label,
+            &mut self.momentum,
+            &mut self.warm,
+            &self.params,
+            state,
+        )
     }
 }
 
@@ -217,19 +236,16 @@ impl Optimizer for NeonFStar {
     }
 
     fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        let mut out = Vec::new();
-        self.momentum.state(&mut out);
-        self.warm.state(&mut out);
-        Ok(out)
+        Ok(neon_state(&self.momentum, &self.warm))
     }
 
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        let label = self.label.clone();
-        self.momentum
-            .load_state(state, &self.params)
-            .with_context(|| format!("optimizer group {label}"))?;
-        self.warm
-            .load(state)
-            .with_context(|| format!("optimizer group {label}"))
+        load_neon_state(
+            &self.label,
+            &mut self.momentum,
+            &mut self.warm,
+            &self.params,
+            state,
+        )
     }
 }

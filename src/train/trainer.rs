@@ -318,33 +318,16 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
                 let span = j * micro_tokens..(j + 1) * micro_tokens;
                 let x = Tensor::from_slice(&w.inputs[span.clone()], (b, t), device)?;
                 let y = Tensor::from_slice(&w.targets[span], (b, t), device)?;
-                let loss = if collect {
+                loss_sum += if collect {
                     let mut router = LayerInputRouter {
                         set: &mut opt,
                         step,
                     };
-                    model.loss(
-                        &x,
-                        &y,
-                        opts.compute,
-                        Some(&mut router as &mut dyn LayerInputSink),
-                    )?
+                    let sink = Some(&mut router as &mut dyn LayerInputSink);
+                    accumulate_micro_batch(&model, &x, &y, opts.compute, sink, accum, &mut grads)?
                 } else {
-                    model.loss(&x, &y, opts.compute, None)?
+                    accumulate_micro_batch(&model, &x, &y, opts.compute, None, accum, &mut grads)?
                 };
-                loss_sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-                let scaled = (loss / accum as f64)?;
-                let gs = scaled.backward()?;
-                for (name, var) in model.vars() {
-                    let g = gs
-                        .get(var.as_tensor())
-                        .ok_or_else(|| anyhow!("no gradient for {name}"))?;
-                    match grads.remove(name) {
-                        Some(acc) => grads.insert(name.clone(), (acc + g)?),
-                        None => grads.insert(name.clone(), g.clone()),
-                    };
-                }
-                // `gs` (and with it the forward graph) is dropped here: candle-notes #5.
             }
         }
         let mult = lr_mult(
@@ -448,6 +431,33 @@ fn fill_summary(
     s.target_tokens = target.as_ref().map(|h| h.tokens);
     s.target_train_time_ms = target.as_ref().map(|h| h.train_time_ms);
     s.finished = finished;
+}
+
+/// Forward and backward of one micro-batch: adds its gradients, scaled by 1/`accum`, into `grads`
+/// and returns its (unscaled) loss. The GradStore, and with it the forward graph, is dropped before
+/// returning (candle-notes #5): only the parameters' gradients are kept.
+pub fn accumulate_micro_batch(
+    model: &Gpt,
+    x: &Tensor,
+    y: &Tensor,
+    compute: DType,
+    sink: Option<&mut dyn LayerInputSink>,
+    accum: usize,
+    grads: &mut Grads,
+) -> Result<f64> {
+    let loss = model.loss(x, y, compute, sink)?;
+    let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    let gs = (loss / accum as f64)?.backward()?;
+    for (name, var) in model.vars() {
+        let g = gs
+            .get(var.as_tensor())
+            .ok_or_else(|| anyhow!("no gradient for {name}"))?;
+        match grads.remove(name) {
+            Some(acc) => grads.insert(name.clone(), (acc + g)?),
+            None => grads.insert(name.clone(), g.clone()),
+        };
+    }
+    Ok(value)
 }
 
 /// Mean loss over the fixed validation budget from the start of the val shards, with no graph.
