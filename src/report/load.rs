@@ -161,21 +161,27 @@ fn toml_str(v: &toml::Value) -> String {
     }
 }
 
-/// Key hyperparameters: every `lr`-like key of the `[optim.*]` tables (e.g. `muon.lr`,
-/// `head.lr`), then `steps` and `batch_tokens` from `[train]`.
+/// Key hyperparameters: the `lr`-like keys of the tables the run's optimizer actually uses (its own
+/// `[optim.<name>]` table, plus `[optim.head]` for the matrix optimizers that put the tied
+/// embedding/head on AdamW with it), then `steps` and `batch_tokens` from `[train]`.
 fn key_hparams(config: &toml::Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if let Some(optim) = config.get("optim").and_then(|o| o.as_table()) {
         if let Some(lr) = optim.get("lr") {
             out.push(("lr".to_string(), toml_str(lr)));
         }
-        // toml::Table is sorted by key; list the optimizer's own group (`[optim.muon]` for
-        // muon) first, as it carries the headline lr, then the others (`head`, …).
-        let main = optim.get("name").and_then(|v| v.as_str()).unwrap_or("");
-        let mut groups: Vec<_> = optim.iter().collect();
-        groups.sort_by_key(|(g, _)| g.as_str() != main);
-        for (group, t) in groups {
-            if let Some(t) = t.as_table() {
+        let main = optim
+            .get("name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .replace('-', "_");
+        // Newton-Muon carries its head lr in its own table (`head_lr`); adamw has no head group.
+        let mut groups = vec![main.clone()];
+        if !matches!(main.as_str(), "adamw" | "newton_muon" | "") {
+            groups.push("head".to_string());
+        }
+        for group in groups {
+            if let Some(t) = optim.get(&group).and_then(|t| t.as_table()) {
                 for (k, v) in t {
                     if k == "lr" || k.ends_with("_lr") || k.starts_with("lr_") {
                         out.push((format!("{group}.{k}"), toml_str(v)));
@@ -241,12 +247,8 @@ pub fn load_run(dir: &Path) -> Result<RunRecord> {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| dir.display().to_string());
     let s = summary.clone().unwrap_or_default();
-    let name = config
-        .get("name")
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .or(s.name.clone())
-        .unwrap_or(dir_name);
+    // A run is named by its directory (the trainer's `--name`); config.toml's `name` is the preset.
+    let name = dir_name;
     let seed = config.get("seed").and_then(|v| v.as_integer()).or(s.seed);
     let optim = config
         .get("optim")

@@ -340,11 +340,16 @@ pub fn group_stats(runs: &[RunRecord], rows: &[RunRow]) -> Vec<GroupStats> {
         .collect()
 }
 
-/// Welch tests between every pair of groups.
+/// Welch tests between every pair of groups that both have at least two final losses (a single run
+/// has no variance to test against).
 pub fn compare_groups(groups: &[GroupStats]) -> Vec<Comparison> {
     let mut out = Vec::new();
-    for (i, a) in groups.iter().enumerate() {
-        for b in &groups[i + 1..] {
+    let testable: Vec<&GroupStats> = groups
+        .iter()
+        .filter(|g| g.final_losses.len() >= 2)
+        .collect();
+    for (i, a) in testable.iter().enumerate() {
+        for b in &testable[i + 1..] {
             out.push(Comparison {
                 a: a.label.clone(),
                 b: b.label.clone(),

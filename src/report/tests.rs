@@ -307,7 +307,8 @@ fn csv_json_markdown_parse_back() {
         assert_eq!(j["reached"], r.reached);
     }
     assert_eq!(json["groups"].as_array().unwrap().len(), 3);
-    assert_eq!(json["comparisons"].as_array().unwrap().len(), 3);
+    // Only muon (n=3) and adamw (n=2) have the two values a Welch test needs; neon_live has one.
+    assert_eq!(json["comparisons"].as_array().unwrap().len(), 1);
 
     let md = render(&runs, &opts(Format::Markdown));
     let table: Vec<&str> = md
