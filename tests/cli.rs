@@ -192,6 +192,8 @@ fn race_runs_every_contestant_then_skips_finished_runs() {
 
 #[test]
 fn bad_input_is_a_one_line_error_and_exit_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().to_str().unwrap();
     let cases: &[(&[&str], &str)] = &[
         (
             &["data", "inspect", "/nonexistent/shards"],
@@ -214,7 +216,7 @@ fn bad_input_is_a_one_line_error_and_exit_1() {
                 "--name",
                 "x",
                 "--runs-dir",
-                "/tmp/speedrun-test-bad-init",
+                runs,
             ],
             "Cargo.toml",
         ),
@@ -230,4 +232,6 @@ fn bad_input_is_a_one_line_error_and_exit_1() {
             "{args:?}: {err}"
         );
     }
+    // A failed start leaves no run directory behind.
+    assert!(!tmp.path().join("x").exists());
 }

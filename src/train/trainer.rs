@@ -85,9 +85,6 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
         Resume::Latest => checkpoint::latest(run_dir)?,
         Resume::Path(p) => Some(p.clone()),
     };
-    std::fs::create_dir_all(run_dir)
-        .with_context(|| format!("{}: cannot create run dir", run_dir.display()))?;
-
     let ns_dtype = if device.is_cuda() {
         DType::BF16
     } else {
@@ -129,6 +126,9 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
         }
     };
 
+    // Created only now, so a bad --init-from or checkpoint leaves no empty run directory behind.
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("{}: cannot create run dir", run_dir.display()))?;
     let config_text = cfg.to_toml()?;
     run_dir::write_atomic(&run_dir.join("config.toml"), config_text.as_bytes())?;
     let precision = if opts.compute == DType::BF16 {
