@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The optimizer race of docs/results.md, on the shakespeare-tiny preset and the shipped corpus:
-#   1. a learning-rate sweep per method (3 points; a 4th for Muon, whose best was at the edge), seed 0
+#   1. a learning-rate sweep per method (3 points, plus a 4th where the best was at an edge: Muon, Neon, Neon-F*), seed 0
 #      (shared initial weights per seed);
 #   2. seeds 0-2 for Muon and Newton-Muon at their best swept lr (set MUON_LR / NM_LR).
 # Resumable: rerunning skips finished runs. ~2.5 min per run on a 2-core CPU (release build).
@@ -22,9 +22,11 @@ if [ "$stage" = sweep ]; then
     --optims "adamw@adamw-lr0.0018:optim.adamw.lr=0.0018" \
     --optims "adamw@adamw-lr0.0036:optim.adamw.lr=0.0036" \
     --optims "adamw@adamw-lr0.0072:optim.adamw.lr=0.0072" \
+    --optims "neon@neon-lr0.0012:optim.neon.lr=0.0012" \
     --optims "neon@neon-lr0.0036:optim.neon.lr=0.0036" \
     --optims "neon@neon-lr0.011:optim.neon.lr=0.011" \
     --optims "neon@neon-lr0.036:optim.neon.lr=0.036" \
+    --optims "neon-fstar@fstar-lr0.0125:optim.neon_fstar.lr=0.0125" \
     --optims "neon-fstar@fstar-lr0.05:optim.neon_fstar.lr=0.05" \
     --optims "neon-fstar@fstar-lr0.2:optim.neon_fstar.lr=0.2" \
     --optims "neon-fstar@fstar-lr0.8:optim.neon_fstar.lr=0.8" \

@@ -195,6 +195,9 @@ fn bench_model(a: ModelBench) -> Result<()> {
                     "fp32"
                 },
             ])
+            .args(["--optim", cfg.optim.name.as_str()])
+            // On a GPU the peer is PyTorch at its best: torch.compile, as modded-nanogpt runs it.
+            .args(if device.is_cuda() { &["--compile"][..] } else { &[][..] })
             .output()
             .with_context(|| {
                 format!(
