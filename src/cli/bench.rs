@@ -197,7 +197,11 @@ fn bench_model(a: ModelBench) -> Result<()> {
             ])
             .args(["--optim", cfg.optim.name.as_str()])
             // On a GPU the peer is PyTorch at its best: torch.compile, as modded-nanogpt runs it.
-            .args(if device.is_cuda() { &["--compile"][..] } else { &[][..] })
+            .args(if device.is_cuda() {
+                &["--compile"][..]
+            } else {
+                &[][..]
+            })
             .output()
             .with_context(|| {
                 format!(
