@@ -1,6 +1,6 @@
 //! `speedrun train` and `speedrun init`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use candle_core::DType;
@@ -135,17 +135,7 @@ pub struct InitArgs {
 
 pub fn run_init(a: InitArgs) -> Result<()> {
     let cfg = a.cfg.resolve()?;
-    let model = Gpt::new(&cfg.model, &candle_core::Device::Cpu, cfg.seed)?;
-    if let Some(parent) = a.out.parent() {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("{}: cannot create", parent.display()))?;
-        }
-    }
-    let tmp = a.out.with_extension("safetensors.tmp");
-    model.save_safetensors(&tmp)?;
-    std::fs::rename(&tmp, &a.out)
-        .with_context(|| format!("{}: cannot rename into place", a.out.display()))?;
+    write_init_weights(&cfg, &a.out)?;
     println!(
         "wrote {} ({} parameters, seed {}, model {}x{}x{})",
         a.out.display(),
@@ -155,5 +145,22 @@ pub fn run_init(a: InitArgs) -> Result<()> {
         cfg.model.n_head,
         cfg.model.n_embd
     );
+    Ok(())
+}
+
+/// Fresh weights for `cfg.seed` (drawn on the host, so identical for every device), written
+/// atomically to `out` (temporary file, then rename), creating its directory.
+pub fn write_init_weights(cfg: &Config, out: &Path) -> Result<()> {
+    let model = Gpt::new(&cfg.model, &candle_core::Device::Cpu, cfg.seed)?;
+    if let Some(parent) = out.parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("{}: cannot create", parent.display()))?;
+        }
+    }
+    let tmp = out.with_extension("safetensors.tmp");
+    model.save_safetensors(&tmp)?;
+    std::fs::rename(&tmp, out)
+        .with_context(|| format!("{}: cannot rename into place", out.display()))?;
     Ok(())
 }

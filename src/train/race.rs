@@ -1,14 +1,13 @@
 //! `speedrun race`: every optimizer × seed on one preset, from shared initial weights, into one
 //! directory, then the comparison. Resumable: finished runs are skipped, interrupted ones resume.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::cli::{ConfigArgs, DeviceArgs};
 use super::trainer::{self, Resume, RunOptions};
-use crate::model::Gpt;
 
 #[derive(Debug, Args)]
 pub struct RaceArgs {
@@ -145,19 +144,9 @@ pub fn run(a: RaceArgs) -> Result<()> {
 fn init_for_seed(a: &RaceArgs, seed: u64) -> Result<PathBuf> {
     let path = a.out.join(format!("init_s{seed}.safetensors"));
     if !path.is_file() {
-        let cfg = a.config_args(seed).resolve()?;
-        let model = Gpt::new(&cfg.model, &candle_core::Device::Cpu, seed)?;
-        write_weights(&model, &path)?;
+        super::cli::write_init_weights(&a.config_args(seed).resolve()?, &path)?;
     }
     Ok(path)
-}
-
-fn write_weights(model: &Gpt, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("safetensors.tmp");
-    model.save_safetensors(&tmp)?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("{}: cannot rename into place", path.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -253,16 +253,16 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
                 ));
                 target = Some(hit);
             }
-            fill_summary(
+            write_summary(
+                run_dir,
                 &mut summary,
                 step,
                 last_val,
                 &clock,
                 &target,
-                cfg.train.batch_tokens,
+                cfg,
                 false,
-            );
-            run_dir::write_json(&run_dir.join("summary.json"), &summary)?;
+            )?;
         }
 
         let stop_here = opts.stop_after.is_some_and(|s| step >= s);
@@ -309,7 +309,9 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
         let windows = train_loader.next_step()?;
         let collect = opt.wants_layer_inputs(step);
         let mut grads: Grads = BTreeMap::new();
-        let mut loss_sum = 0f64;
+        // Summed on the device and read once per step: a read per micro-batch would be a host sync
+        // per micro-batch on a GPU.
+        let mut loss_sum: Option<Tensor> = None;
         // Each rank's window holds rank_b sequences; micro-batch j of it is rows j·b .. (j+1)·b of the
         // window's inputs and targets, so the split changes no token's position in the step.
         let micro_tokens = b * t;
@@ -318,7 +320,7 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
                 let span = j * micro_tokens..(j + 1) * micro_tokens;
                 let x = Tensor::from_slice(&w.inputs[span.clone()], (b, t), device)?;
                 let y = Tensor::from_slice(&w.targets[span], (b, t), device)?;
-                loss_sum += if collect {
+                let loss = if collect {
                     let mut router = LayerInputRouter {
                         set: &mut opt,
                         step,
@@ -328,6 +330,10 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
                 } else {
                     accumulate_micro_batch(&model, &x, &y, opts.compute, None, accum, &mut grads)?
                 };
+                loss_sum = Some(match loss_sum {
+                    Some(acc) => (acc + loss)?,
+                    None => loss,
+                });
             }
         }
         let mult = lr_mult(
@@ -345,7 +351,8 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
             clock.timed_steps += 1;
         }
         step += 1;
-        let last_train_loss = loss_sum / accum as f64;
+        let loss_sum = loss_sum.ok_or_else(|| anyhow!("a step without micro-batches"))?;
+        let last_train_loss = loss_sum.to_scalar::<f64>()? / accum as f64;
         if !last_train_loss.is_finite() {
             bail!("train loss is {last_train_loss} at step {step}: diverged (lower the lr?)");
         }
@@ -376,16 +383,16 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
     console.finish();
 
     let finished = step == steps;
-    fill_summary(
+    write_summary(
+        run_dir,
         &mut summary,
         step,
         last_val,
         &clock,
         &target,
-        cfg.train.batch_tokens,
+        cfg,
         finished,
-    );
-    run_dir::write_json(&run_dir.join("summary.json"), &summary)?;
+    )?;
     if finished {
         let msg = match &target {
             Some(h) => format!(
@@ -408,15 +415,19 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
     Ok(summary)
 }
 
-fn fill_summary(
+/// Refresh `summary` from the run's state and write `summary.json` (atomically).
+#[allow(clippy::too_many_arguments)]
+fn write_summary(
+    run_dir: &Path,
     s: &mut Summary,
     step: usize,
     val: Option<f64>,
     clock: &Clock,
     target: &Option<TargetHit>,
-    batch_tokens: usize,
+    cfg: &Config,
     finished: bool,
-) {
+) -> Result<()> {
+    let batch_tokens = cfg.train.batch_tokens;
     s.final_step = step;
     s.final_val_loss = val;
     s.final_train_time_ms = clock.train_time_ms;
@@ -431,10 +442,11 @@ fn fill_summary(
     s.target_tokens = target.as_ref().map(|h| h.tokens);
     s.target_train_time_ms = target.as_ref().map(|h| h.train_time_ms);
     s.finished = finished;
+    run_dir::write_json(&run_dir.join("summary.json"), s)
 }
 
 /// Forward and backward of one micro-batch: adds its gradients, scaled by 1/`accum`, into `grads`
-/// and returns its (unscaled) loss. The GradStore, and with it the forward graph, is dropped before
+/// and returns its (unscaled) loss as a detached f64 scalar tensor, still on the device. The GradStore, and with it the forward graph, is dropped before
 /// returning (candle-notes #5): only the parameters' gradients are kept.
 pub fn accumulate_micro_batch(
     model: &Gpt,
@@ -444,9 +456,9 @@ pub fn accumulate_micro_batch(
     sink: Option<&mut dyn LayerInputSink>,
     accum: usize,
     grads: &mut Grads,
-) -> Result<f64> {
+) -> Result<Tensor> {
     let loss = model.loss(x, y, compute, sink)?;
-    let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    let value = loss.detach().to_dtype(DType::F64)?;
     let gs = (loss / accum as f64)?.backward()?;
     for (name, var) in model.vars() {
         let g = gs
