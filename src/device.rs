@@ -1,4 +1,4 @@
-//! Device and precision selection shared by every subcommand.
+//! The execution policy: which device runs, and in which dtypes, decided once from the flags.
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Device};
@@ -43,10 +43,10 @@ pub fn describe(device: &Device) -> String {
     }
 }
 
+/// The threads candle's CPU kernels run on (its gemm and ops use the global rayon pool, which
+/// `--threads` sizes).
 fn rayon_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    rayon::current_num_threads()
 }
 
 /// `--precision fp32|bf16`: the dtype of the forward/backward compute. Master weights and
@@ -56,5 +56,70 @@ pub fn parse_precision(spec: &str) -> Result<DType> {
         "fp32" | "f32" => Ok(DType::F32),
         "bf16" => Ok(DType::BF16),
         other => bail!("--precision {other}: expected fp32 or bf16"),
+    }
+}
+
+/// Where and in which dtypes a run computes. Master weights and optimizer state are fp32 always
+/// (record 4); these are the dtypes of the work in between.
+#[derive(Debug, Clone)]
+pub struct Exec {
+    pub device: Device,
+    /// Forward/backward dtype: bf16 on CUDA unless told otherwise (record 4 runs the model under
+    /// bf16 autocast), fp32 on CPU (bf16 matmuls there are emulated and slower).
+    pub compute: DType,
+    /// Validation dtype (record 4 validates in fp32).
+    pub val_compute: DType,
+    /// Newton–Schulz dtype: bf16 on CUDA as in record 4's `zeropower_via_newtonschulz5`, fp32 on
+    /// CPU where bf16 gains nothing.
+    pub ns_dtype: DType,
+}
+
+impl Exec {
+    /// Resolve `--device`, `--precision` (None: the device's default) and `--val-bf16`.
+    pub fn resolve(device: &str, precision: Option<&str>, val_bf16: bool) -> Result<Exec> {
+        let device = parse_device(device)?;
+        let compute = match precision {
+            Some(p) => parse_precision(p)?,
+            None => Exec::default_compute(&device),
+        };
+        Ok(Exec::new(device, compute, val_bf16))
+    }
+
+    /// The policy for `device` at `compute`, with the device's Newton–Schulz dtype.
+    pub fn new(device: Device, compute: DType, val_bf16: bool) -> Exec {
+        let ns_dtype = if device.is_cuda() {
+            DType::BF16
+        } else {
+            DType::F32
+        };
+        let val_compute = if val_bf16 { DType::BF16 } else { DType::F32 };
+        Exec {
+            device,
+            compute,
+            val_compute,
+            ns_dtype,
+        }
+    }
+
+    /// fp32 on the CPU for everything (tests, init weights).
+    pub fn cpu() -> Exec {
+        Exec::new(Device::Cpu, DType::F32, false)
+    }
+
+    fn default_compute(device: &Device) -> DType {
+        if device.is_cuda() {
+            DType::BF16
+        } else {
+            DType::F32
+        }
+    }
+
+    /// `fp32` or `bf16`, as `meta.json` and the bench print it.
+    pub fn precision(&self) -> &'static str {
+        if self.compute == DType::BF16 {
+            "bf16"
+        } else {
+            "fp32"
+        }
     }
 }

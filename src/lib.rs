@@ -8,7 +8,14 @@
 pub mod cli;
 pub mod data;
 pub mod device;
+pub mod fsutil;
 pub mod model;
 pub mod optim;
 pub mod report;
 pub mod train;
+
+/// Collapse a multi-line message (toml's errors quote the source over several lines) into one
+/// line, for the one-line errors the CLI prints.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

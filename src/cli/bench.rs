@@ -10,9 +10,9 @@ use candle_core::{DType, Tensor};
 use clap::{Args, Subcommand};
 use rand::{Rng, SeedableRng};
 
+use super::train::{ConfigArgs, DeviceArgs};
 use crate::model::{Gpt, GptConfig};
 use crate::optim::{self, Grads};
-use crate::train::cli::{ConfigArgs, DeviceArgs};
 use crate::train::schedule::lr_mult;
 use crate::train::trainer::accumulate_micro_batch;
 
@@ -59,10 +59,11 @@ pub struct OptimBench {
     /// Methods to time; Muon is always included as the yardstick.
     #[arg(
         long,
+        value_enum,
         value_delimiter = ',',
         default_value = "adamw,muon,newton-muon,neon,neon-fstar"
     )]
-    pub methods: Vec<String>,
+    pub methods: Vec<optim::Method>,
     /// Width/layers of the matrix shapes (default: record 4, 12 × 768).
     #[arg(long, default_value_t = 768)]
     pub n_embd: usize,
@@ -89,17 +90,13 @@ pub fn flops_per_token(c: &GptConfig) -> f64 {
 
 fn bench_model(a: ModelBench) -> Result<()> {
     let cfg = a.cfg.resolve()?;
-    let (device, compute, _) = a.dev.resolve()?;
+    let exec = a.dev.resolve()?;
+    let (device, compute) = (exec.device.clone(), exec.compute);
     let t = cfg.model.seq_len;
     let b = cfg.train.micro_batch;
     let accum = cfg.train.accum_steps(t)?;
     let model = Gpt::new(&cfg.model, &device, cfg.seed)?;
-    let ns = if device.is_cuda() {
-        DType::BF16
-    } else {
-        DType::F32
-    };
-    let mut opt = optim::build(&cfg.optim, model.vars(), ns)?;
+    let mut opt = optim::build(&cfg.optim, model.vars(), exec.ns_dtype)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(1234);
     let vocab = cfg.model.vocab_size as u32;
     let mut batch = || -> Result<(Tensor, Tensor)> {
@@ -142,7 +139,7 @@ fn bench_model(a: ModelBench) -> Result<()> {
         let mfu = flops_per_token(&cfg.model) * tok / (peak * 1e12);
         println!("          MFU {:.1}% (of {peak} TFLOP/s)", mfu * 100.0);
     }
-    if a.peer && !matches!(cfg.optim.name.as_str(), "muon" | "adamw") {
+    if a.peer && !matches!(cfg.optim.name, optim::Method::Muon | optim::Method::AdamW) {
         println!("pytorch   peer implements muon and adamw only; rerun with --optim muon or adamw to compare");
     } else if a.peer {
         let threads = std::env::var("RAYON_NUM_THREADS")
@@ -195,7 +192,7 @@ fn bench_model(a: ModelBench) -> Result<()> {
                     "fp32"
                 },
             ])
-            .args(["--optim", cfg.optim.name.as_str()])
+            .args(["--optim", cfg.optim.name.name()])
             // On a GPU the peer is PyTorch at its best: torch.compile, as modded-nanogpt runs it.
             .args(if device.is_cuda() {
                 &["--compile"][..]
@@ -242,24 +239,25 @@ fn bench_model(a: ModelBench) -> Result<()> {
 }
 
 fn bench_optim(a: OptimBench) -> Result<()> {
-    let (device, _, _) = a.dev.resolve()?;
+    let exec = a.dev.resolve()?;
+    let device = exec.device.clone();
     let d = a.n_embd;
     let mut shapes = Vec::new();
     for _ in 0..a.n_layer {
         shapes.extend([(3 * d, d), (d, d), (4 * d, d), (d, 4 * d)]);
     }
     let mut methods = a.methods.clone();
-    if !methods.iter().any(|m| m == "muon") {
-        methods.insert(0, "muon".to_string());
+    if !methods.contains(&optim::Method::Muon) {
+        methods.insert(0, optim::Method::Muon);
     }
     let mut rows = Vec::new();
     for m in &methods {
-        let ms = optim::bench::bench_step(m, &device, &shapes, a.iters)?;
-        rows.push((m.clone(), ms));
+        let ms = optim::bench::bench_step(*m, &exec.device, exec.ns_dtype, &shapes, a.iters)?;
+        rows.push((*m, ms));
     }
     let muon = rows
         .iter()
-        .find(|(m, _)| m == "muon")
+        .find(|(m, _)| *m == optim::Method::Muon)
         .map(|r| r.1)
         .unwrap_or(f64::NAN);
     println!(
@@ -271,7 +269,7 @@ fn bench_optim(a: OptimBench) -> Result<()> {
     );
     println!("{:<12} {:>12} {:>10}", "method", "ms/step", "vs muon");
     for (m, ms) in rows {
-        println!("{:<12} {:>12.1} {:>9.2}x", m, ms, ms / muon);
+        println!("{:<12} {:>12.1} {:>9.2}x", m.name(), ms, ms / muon);
     }
     Ok(())
 }

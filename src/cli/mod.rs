@@ -2,6 +2,11 @@
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod compare;
+pub mod data;
+pub mod init;
+pub mod race;
+pub mod train;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,15 +25,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Tokenize, fetch and inspect token shards.
-    Data(crate::data::cli::DataArgs),
+    Data(data::DataArgs),
     /// Train a preset with one optimizer; logs time-to-target, checkpoints, resumes.
-    Train(crate::train::cli::TrainArgs),
+    Train(train::TrainArgs),
     /// Write initial weights so that several runs start from the same point (--init-from).
-    Init(crate::train::cli::InitArgs),
+    Init(init::InitArgs),
     /// Run several optimizers × seeds from shared initial weights, then compare them.
-    Race(crate::train::race::RaceArgs),
+    Race(race::RaceArgs),
     /// Compare runs: table, plots, statistics over seeds (works on running jobs too).
-    Compare(crate::report::cli::CompareArgs),
+    Compare(compare::CompareArgs),
     /// Time the model and optimizer steps, next to the PyTorch peer.
     Bench(bench::BenchArgs),
 }
@@ -44,22 +49,30 @@ pub fn main() -> i32 {
             .build_global();
     }
     let res = match cli.command {
-        Command::Data(a) => crate::data::cli::run(a),
-        Command::Train(a) => crate::train::cli::run_train(a),
-        Command::Init(a) => crate::train::cli::run_init(a),
-        Command::Race(a) => crate::train::race::run(a),
-        Command::Compare(a) => crate::report::cli::run(a),
+        Command::Data(a) => data::run(a),
+        Command::Train(a) => train::run_train(a),
+        Command::Init(a) => init::run_init(a),
+        Command::Race(a) => race::run(a),
+        Command::Compare(a) => compare::run(a),
         Command::Bench(a) => bench::run(a),
     };
     match res {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {}", one_line(&format!("{e:#}")));
+            eprintln!("error: {}", crate::one_line(&format!("{e:#}")));
             1
         }
     }
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+/// `--optim` and `--methods` take the registry's names; clap lists them in `--help` and rejects
+/// any other with that list.
+impl clap::ValueEnum for crate::optim::Method {
+    fn value_variants<'a>() -> &'a [Self] {
+        &crate::optim::Method::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()).help(self.about()))
+    }
 }

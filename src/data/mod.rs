@@ -14,7 +14,6 @@
 //! resolution), `loader`, `tokenize` (text → shards), `fetch` (hf-hub downloads), `cli`.
 //! Layout and provenance of the shipped files: `data/README.md`.
 
-pub mod cli;
 pub mod fetch;
 pub mod loader;
 pub mod shard;

@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use memmap2::Mmap;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// llm.c's `write_datafile` magic (the date the format was fixed, 2024-05-20).
@@ -181,24 +181,11 @@ pub fn shard_bytes(tokens: &[u16]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Write `tokens` to `path` atomically: `path.tmp`, fsync, rename. A crash never leaves a
+/// Write `tokens` to `path` atomically ([`crate::fsutil::write_atomic`]). A crash never leaves a
 /// half-written shard under the final name (the loader would otherwise reject or misread it).
 pub fn write_shard(path: &Path, tokens: &[u16]) -> Result<()> {
     let bytes = shard_bytes(tokens).with_context(|| format!("{}", path.display()))?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut f =
-            File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-        f.write_all(&bytes)
-            .with_context(|| format!("{}: write failed", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("{}: fsync failed", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("{}: cannot rename from {}", path.display(), tmp.display()))?;
-    Ok(())
+    crate::fsutil::write_atomic(path, &bytes)
 }
 
 /// Read a whole shard into memory.

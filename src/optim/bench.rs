@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor, Var};
 
-use super::{build, Grads, OptimConfig, EMBEDDING};
+use super::{build, Grads, Method, OptimConfig, EMBEDDING};
 
 /// The 124M model's optimizer shapes: 12× each block matrix plus the tied head (record 4).
 pub fn gpt2_124m_shapes() -> Vec<(usize, usize)> {
@@ -58,8 +58,9 @@ pub fn bench_names(shapes: &[(usize, usize)]) -> Result<Vec<String>> {
 /// newton-muon the steps are non-refresh steps (the per-step cost; refresh cost is amortised
 /// over 32 steps). Newton–Schulz runs in bf16 on CUDA and f32 elsewhere.
 pub fn bench_step(
-    method: &str,
+    method: Method,
     device: &Device,
+    ns_dtype: DType,
     shapes: &[(usize, usize)],
     iters: usize,
 ) -> Result<f64> {
@@ -78,13 +79,8 @@ pub fn bench_step(
         );
     }
     let cfg = OptimConfig {
-        name: method.to_string(),
+        name: method,
         ..OptimConfig::default()
-    };
-    let ns_dtype = if device.is_cuda() {
-        DType::BF16
-    } else {
-        DType::F32
     };
     let mut set = build(&cfg, &params, ns_dtype)?;
     // Warm-up: allocations, kernel compilation, and newton-muon's step-0 refresh (no inputs).

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimConfig {
-    /// Registry name: adamw, muon, newton-muon, neon, neon-fstar.
-    pub name: String,
+    /// The method ([`super::Method`]; an unknown name is rejected with the list of valid ones).
+    pub name: super::Method,
     /// AdamW on the tied embedding/head under the matrix optimizers (record 4).
     #[serde(deserialize_with = "de_head")]
     pub head: AdamWConfig,
@@ -24,7 +24,7 @@ pub struct OptimConfig {
 impl Default for OptimConfig {
     fn default() -> Self {
         OptimConfig {
-            name: "muon".into(),
+            name: super::Method::Muon,
             head: AdamWConfig::head(),
             adamw: AdamWConfig::all_params(),
             muon: MuonConfig::default(),

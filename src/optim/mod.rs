@@ -28,6 +28,7 @@ pub mod muon;
 pub mod neon;
 pub mod newton_muon;
 pub mod newton_schulz;
+mod registry;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -43,6 +44,7 @@ pub use config::{
 pub use muon::Muon;
 pub use neon::{Neon, NeonFStar};
 pub use newton_muon::NewtonMuon;
+pub use registry::{build, Method};
 
 /// Gradients by parameter name (fp32, same shape as the parameter).
 pub type Grads = BTreeMap<String, Tensor>;
@@ -78,73 +80,6 @@ pub struct OptimizerSet {
 
 /// The tied embedding/head matrix, which stays on AdamW under every matrix optimizer.
 pub const EMBEDDING: &str = "transformer.wte.weight";
-
-/// Valid `--optim` names.
-pub fn names() -> &'static [&'static str] {
-    &["adamw", "muon", "newton-muon", "neon", "neon-fstar"]
-}
-
-/// Route `params` (sorted by name) to groups for `cfg.name`. `ns_dtype` is the dtype of
-/// Newton–Schulz (bf16 on GPU, f32 on CPU).
-///
-/// `adamw` puts every parameter in one AdamW group (record-2 style). The matrix optimizers get
-/// an AdamW "head" group for the tied embedding (and any non-2-D parameter) and their own group
-/// for every 2-D block matrix (record 4).
-pub fn build(
-    cfg: &OptimConfig,
-    params: &BTreeMap<String, Var>,
-    ns_dtype: DType,
-) -> Result<OptimizerSet> {
-    if !names().contains(&cfg.name.as_str()) {
-        bail!(
-            "unknown optimizer `{}`; valid names: {}",
-            cfg.name,
-            names().join(", ")
-        );
-    }
-    if cfg.name == "adamw" {
-        let group = AdamW::new("adamw", cfg.adamw.clone(), params.clone())?;
-        return Ok(OptimizerSet {
-            groups: vec![Box::new(group)],
-        });
-    }
-    let (head, matrices): (BTreeMap<_, _>, BTreeMap<_, _>) = params
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .partition(|(k, v)| k == EMBEDDING || v.rank() != 2);
-    let mut head_cfg = cfg.head.clone();
-    let matrix: Box<dyn Optimizer> = match cfg.name.as_str() {
-        "muon" => Box::new(Muon::new("muon", cfg.muon.clone(), matrices, ns_dtype)?),
-        "newton-muon" => {
-            head_cfg.lr = cfg.newton_muon.head_lr;
-            // block = 0 means n_embd, the width of the tied embedding.
-            let n_embd = match params.get(EMBEDDING) {
-                Some(v) => v.dims()[1],
-                None => matrices.values().map(|v| v.dims()[1]).min().unwrap_or(1),
-            };
-            Box::new(NewtonMuon::new(
-                "newton_muon",
-                cfg.newton_muon.clone(),
-                matrices,
-                ns_dtype,
-                n_embd,
-            )?)
-        }
-        "neon" => Box::new(Neon::new("neon", cfg.neon.clone(), matrices)?),
-        "neon-fstar" => Box::new(NeonFStar::new(
-            "neon_fstar",
-            cfg.neon_fstar.clone(),
-            matrices,
-        )?),
-        other => unreachable!("{other} checked against names() above"),
-    };
-    let mut groups: Vec<Box<dyn Optimizer>> = Vec::new();
-    if !head.is_empty() {
-        groups.push(Box::new(AdamW::new("head", head_cfg, head)?));
-    }
-    groups.push(matrix);
-    Ok(OptimizerSet { groups })
-}
 
 /// The fp32 gradient of `name`, checked against the parameter's shape.
 pub(crate) fn grad_of(grads: &Grads, name: &str, var: &Var) -> Result<Tensor> {

@@ -426,9 +426,9 @@ fn snapshot(p: &BTreeMap<String, Var>) -> BTreeMap<String, Vec<f32>> {
 #[test]
 fn state_round_trip_is_bit_exact_for_every_optimizer() -> Result<()> {
     let dev = Device::Cpu;
-    for name in names() {
+    for name in crate::optim::Method::ALL {
         let mut cfg = OptimConfig {
-            name: name.to_string(),
+            name,
             ..OptimConfig::default()
         };
         cfg.newton_muon.refresh = 2;
@@ -475,7 +475,7 @@ fn registry_routes_and_rejects_unknown_names() -> Result<()> {
     let p = toy_params(&Device::Cpu);
     let set = build(
         &OptimConfig {
-            name: "adamw".into(),
+            name: crate::optim::Method::AdamW,
             ..OptimConfig::default()
         },
         &p,
@@ -485,7 +485,7 @@ fn registry_routes_and_rejects_unknown_names() -> Result<()> {
     assert_eq!(set.groups[0].param_names().len(), 5);
     let set = build(
         &OptimConfig {
-            name: "newton-muon".into(),
+            name: crate::optim::Method::NewtonMuon,
             ..OptimConfig::default()
         },
         &p,
@@ -501,16 +501,7 @@ fn registry_routes_and_rejects_unknown_names() -> Result<()> {
     );
     assert_eq!(set.groups[0].param_names(), vec![EMBEDDING.to_string()]);
     assert_eq!(set.groups[1].param_names().len(), 4);
-    let err = build(
-        &OptimConfig {
-            name: "sgd".into(),
-            ..OptimConfig::default()
-        },
-        &p,
-        DType::F32,
-    )
-    .err()
-    .unwrap();
+    let err = "sgd".parse::<crate::optim::Method>().err().unwrap();
     let msg = err.to_string();
     assert!(
         msg.contains("`sgd`") && msg.contains("newton-muon, neon, neon-fstar"),

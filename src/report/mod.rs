@@ -15,7 +15,6 @@
 //! target and the numbers always match the log they came from); `summary.json` is only a fallback
 //! for fields the log cannot supply (a run whose log has no val records yet).
 
-pub mod cli;
 mod html;
 mod load;
 pub mod plot;
@@ -29,13 +28,13 @@ mod tests;
 
 pub use html::render_html;
 pub use load::{load_run, RunRecord, Summary, TrainPoint, ValPoint};
-pub use table::{render, run_rows, RunRow};
+pub use table::{common_target, render, run_rows, RunRow};
 
 use anyhow::Result;
 use std::path::PathBuf;
 
 /// Output format of the comparison table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
     #[default]
     Markdown,

@@ -174,7 +174,7 @@ fn csv_field(s: &str) -> String {
 }
 
 /// The common target of the rows (the override, or the runs' own when they agree).
-pub(crate) fn common_target(rows: &[RunRow]) -> Option<f64> {
+pub fn common_target(rows: &[RunRow]) -> Option<f64> {
     let first = rows.first()?.target?;
     rows.iter()
         .all(|r| r.target == Some(first))

@@ -1,8 +1,9 @@
 //! Tests of `speedrun compare` on the hand-made fixture runs in tests/fixtures/runs/:
 //! muon_s0..2 (same config, seeds 0..2, target 3.28 reached at steps 150/200/150),
 //! adamw_s0..1 (never reach 3.28), neon_live (unfinished: no summary.json, partial last line).
-use super::cli::expand_run_dirs;
 use super::*;
+use crate::cli::compare as cli;
+use crate::cli::compare::expand_run_dirs;
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -15,6 +14,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::data::LoaderPos;
+use crate::fsutil::{sync_dir, write_atomic_with, write_json};
 
 /// Bumped whenever the checkpoint layout changes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -78,9 +78,7 @@ pub fn save(
 
     write_safetensors(&tmp.join("model.safetensors"), model_tensors)?;
     write_safetensors(&tmp.join("optim.safetensors"), optim_tensors)?;
-    let json = serde_json::to_string_pretty(state)?;
-    write_synced(&tmp.join("state.json"), json.as_bytes())?;
-    sync_dir(&tmp)?;
+    write_json(&tmp.join("state.json"), state)?;
 
     let dst = root.join(&name);
     if dst.exists() {
@@ -95,37 +93,19 @@ pub fn save(
         fs::rename(&tmp, &dst)
             .with_context(|| format!("{}: cannot rename into place", dst.display()))?;
     }
-    sync_dir(&root)?;
+    sync_dir(&root);
     prune(&root, keep)?;
     Ok(dst)
 }
 
-fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+/// Write `tensors` as safetensors, atomically (the checkpoint directory is renamed into place
+/// as a whole afterwards; the per-file fsync is what makes that rename safe).
+pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
     let map: HashMap<String, Tensor> = tensors.iter().cloned().collect();
-    candle_core::safetensors::save(&map, path)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    let f = fs::File::open(path).with_context(|| format!("{}: cannot reopen", path.display()))?;
-    f.sync_all()
-        .with_context(|| format!("{}: fsync failed", path.display()))?;
-    Ok(())
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f =
-        fs::File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
-    f.write_all(bytes)
-        .with_context(|| format!("{}: write failed", path.display()))?;
-    f.sync_all()
-        .with_context(|| format!("{}: fsync failed", path.display()))?;
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    // Directory fsync makes the rename durable (POSIX); not available on every platform.
-    if let Ok(f) = fs::File::open(dir) {
-        let _ = f.sync_all();
-    }
-    Ok(())
+    write_atomic_with(path, |tmp| {
+        candle_core::safetensors::save(&map, tmp)
+            .with_context(|| format!("{}: cannot write", path.display()))
+    })
 }
 
 /// Complete checkpoints under `root`, oldest first.

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::model::GptConfig;
+use crate::one_line;
 use crate::optim::OptimConfig;
 
 /// Presets shipped inside the binary: (name, TOML text).
@@ -178,13 +179,6 @@ impl Config {
                 m.vocab_size
             );
         }
-        if !crate::optim::names().contains(&self.optim.name.as_str()) {
-            bail!(
-                "optim.name = {:?} is not an optimizer (valid: {})",
-                self.optim.name,
-                crate::optim::names().join(", ")
-            );
-        }
         self.train.accum_steps(m.seq_len)?;
         self.train.val_steps(m.seq_len)?;
         if self.train.steps == 0 {
@@ -304,8 +298,4 @@ pub fn apply_set(root: &mut toml::Value, set: &str) -> Result<()> {
     };
     table.insert(last.to_string(), value);
     Ok(())
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

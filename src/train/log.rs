@@ -8,21 +8,29 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Serialize)]
+/// One line of `log.jsonl` (docs/run-format.md). The trainer writes these and `speedrun compare`
+/// reads them back with the same type. A non-finite loss is written by serde_json as `null` and
+/// read back as NaN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Record<'a> {
+pub enum Record {
     Train {
         step: usize,
+        #[serde(deserialize_with = "f64_or_nan")]
         loss: f64,
-        lrs: &'a BTreeMap<String, f64>,
+        #[serde(default)]
+        lrs: BTreeMap<String, f64>,
         tokens: u64,
+        #[serde(default)]
         step_ms: f64,
+        #[serde(default)]
         train_time_ms: f64,
     },
     Val {
         step: usize,
+        #[serde(deserialize_with = "f64_or_nan")]
         val_loss: f64,
         tokens: u64,
         train_time_ms: f64,
@@ -33,6 +41,36 @@ pub enum Record<'a> {
         train_time_ms: f64,
         val_loss: f64,
     },
+}
+
+impl Record {
+    /// The step a record belongs to (a resume truncates the log by it).
+    pub fn step(&self) -> usize {
+        match self {
+            Record::Train { step, .. } | Record::Val { step, .. } | Record::Target { step, .. } => {
+                *step
+            }
+        }
+    }
+}
+
+/// `null` (how serde_json writes NaN and ±inf) or `"nan"` as NaN; any other non-number is an error.
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum F {
+        Num(f64),
+        Text(String),
+        Null(()),
+    }
+    match F::deserialize(d)? {
+        F::Num(x) => Ok(x),
+        F::Null(()) => Ok(f64::NAN),
+        F::Text(s) if s.eq_ignore_ascii_case("nan") => Ok(f64::NAN),
+        F::Text(s) => Err(serde::de::Error::custom(format!(
+            "expected a number, got {s:?}"
+        ))),
+    }
 }
 
 /// Appends JSON lines and flushes each, so `speedrun compare` can read a live run.

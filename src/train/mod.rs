@@ -2,8 +2,8 @@
 //! ([`trainer`]), logs ([`log`]) and atomic safetensors checkpoints ([`checkpoint`]).
 
 pub mod checkpoint;
-pub mod cli;
 pub mod config;
+mod init;
 pub mod log;
 pub mod race;
 pub mod run_dir;
@@ -11,6 +11,7 @@ pub mod schedule;
 pub mod trainer;
 
 pub use config::Config;
+pub use init::write_init_weights;
 pub use trainer::{train, Resume, RunOptions};
 
 #[cfg(test)]

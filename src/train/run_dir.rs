@@ -2,14 +2,14 @@
 //! `summary.json` (documented in docs/run-format.md; read back by `speedrun compare`).
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 /// Static facts about a run, written once when it starts.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Meta {
     pub git_commit: String,
     pub device: String,
@@ -32,8 +32,10 @@ impl Meta {
     }
 }
 
-/// The run's headline numbers, refreshed at every validation and at the end.
+/// The run's headline numbers, refreshed at every validation and at the end; `speedrun compare`
+/// reads it back with this type. Every field defaults, so an older or partial file still reads.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Summary {
     pub name: String,
     pub optim: String,
@@ -50,28 +52,6 @@ pub struct Summary {
     pub tok_per_s: f64,
     pub finished: bool,
     pub device: String,
-}
-
-/// Write `bytes` to `path` atomically (temp file, fsync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    {
-        let mut f =
-            fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-        f.write_all(bytes)
-            .with_context(|| format!("{}: write failed", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("{}: fsync failed", tmp.display()))?;
-    }
-    fs::rename(&tmp, path)
-        .with_context(|| format!("{}: cannot rename into place", path.display()))?;
-    Ok(())
-}
-
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut s = serde_json::to_string_pretty(value)?;
-    s.push('\n');
-    write_atomic(path, s.as_bytes())
 }
 
 pub fn read_summary(run_dir: &Path) -> Result<Option<Summary>> {
@@ -93,17 +73,20 @@ pub fn truncate_log(path: &Path, step: usize) -> Result<()> {
     }
     let text =
         fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    #[derive(Deserialize)]
+    struct StepOf {
+        step: usize,
+    }
     let mut kept = String::new();
     for line in text.lines() {
-        let v: serde_json::Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(_) => continue, // a partial last line from a crash
-        };
-        let s = v.get("step").and_then(|s| s.as_u64()).unwrap_or(u64::MAX) as usize;
-        if s <= step {
-            kept.push_str(line);
-            kept.push('\n');
+        // A line that does not parse is a partial last line from a crash: dropped.
+        match serde_json::from_str::<StepOf>(line) {
+            Ok(r) if r.step <= step => {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+            _ => {}
         }
     }
-    write_atomic(path, kept.as_bytes())
+    crate::fsutil::write_atomic(path, kept.as_bytes())
 }

@@ -2,8 +2,6 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device};
-
 use super::checkpoint;
 use super::config::{self, Config};
 use super::trainer::{train, Resume, RunOptions};
@@ -36,9 +34,7 @@ fn tiny(optim: &str, extra: &[&str]) -> Config {
 fn opts(dir: &Path, resume: Resume, stop_after: Option<usize>) -> RunOptions {
     RunOptions {
         run_dir: dir.to_path_buf(),
-        device: Device::Cpu,
-        compute: DType::F32,
-        val_compute: DType::F32,
+        exec: crate::device::Exec::cpu(),
         resume,
         init_from: None,
         stop_after,
@@ -227,5 +223,5 @@ fn record4_preset_is_record4() {
     assert_eq!((c.train.warmup_steps, c.train.warmdown_steps), (0, 1800));
     assert_eq!((c.train.val_every, c.train.val_tokens), (125, 10_485_760));
     assert_eq!(c.train.target_loss, 3.28);
-    assert_eq!(c.optim.name, "muon");
+    assert_eq!(c.optim.name, crate::optim::Method::Muon);
 }

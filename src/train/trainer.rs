@@ -14,6 +14,7 @@ use super::log::{self, Console, JsonlLog, Record};
 use super::run_dir::{self, Meta, Summary};
 use super::schedule::lr_mult;
 use crate::data::Loader;
+use crate::device::Exec;
 use crate::model::{Gpt, LayerInputSink};
 use crate::optim::{self, Grads, LayerInputRouter};
 
@@ -34,11 +35,7 @@ pub enum Resume {
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub run_dir: PathBuf,
-    pub device: Device,
-    /// Forward/backward dtype (master weights and optimizer state stay fp32).
-    pub compute: DType,
-    /// Validation dtype (record 4: fp32).
-    pub val_compute: DType,
+    pub exec: Exec,
     pub resume: Resume,
     pub init_from: Option<PathBuf>,
     /// Stop (with a checkpoint) once this many steps are done; the run stays resumable.
@@ -65,7 +62,7 @@ impl Clock {
 pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
     cfg.validate()?;
     let run_dir = &opts.run_dir;
-    let device = &opts.device;
+    let device = &opts.exec.device;
     let t = cfg.model.seq_len;
     let accum = cfg.train.accum_steps(t)?;
     let rank_b = cfg.train.rank_batch(t)?;
@@ -85,11 +82,7 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
         Resume::Latest => checkpoint::latest(run_dir)?,
         Resume::Path(p) => Some(p.clone()),
     };
-    let ns_dtype = if device.is_cuda() {
-        DType::BF16
-    } else {
-        DType::F32
-    };
+    let ns_dtype = opts.exec.ns_dtype;
     let (model, mut opt, state) = match &resume_from {
         Some(dir) => {
             let loaded = checkpoint::load(dir, device)?;
@@ -130,14 +123,14 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("{}: cannot create run dir", run_dir.display()))?;
     let config_text = cfg.to_toml()?;
-    run_dir::write_atomic(&run_dir.join("config.toml"), config_text.as_bytes())?;
-    let precision = if opts.compute == DType::BF16 {
+    crate::fsutil::write_atomic(&run_dir.join("config.toml"), config_text.as_bytes())?;
+    let precision = if opts.exec.compute == DType::BF16 {
         "bf16"
     } else {
         "fp32"
     };
     let meta = Meta::new(crate::device::describe(device), precision.to_string());
-    run_dir::write_json(&run_dir.join("meta.json"), &meta)?;
+    crate::fsutil::write_json(&run_dir.join("meta.json"), &meta)?;
 
     let mut train_loader = Loader::new(
         &cfg.data.train,
@@ -205,7 +198,7 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
             .file_name()
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_default(),
-        optim: cfg.optim.name.clone(),
+        optim: cfg.optim.name.to_string(),
         seed: cfg.seed,
         target_loss: cfg.train.target_loss,
         device: meta.device.clone(),
@@ -219,7 +212,13 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
         let resumed_here = state.is_some() && step == start;
         // Validation (not on the clock), at step 0, every val_every steps and at the end.
         if !resumed_here && (last || step % cfg.train.val_every == 0) {
-            let vl = validate(&model, &mut val_loader, val_steps, device, opts.val_compute)?;
+            let vl = validate(
+                &model,
+                &mut val_loader,
+                val_steps,
+                device,
+                opts.exec.val_compute,
+            )?;
             last_val = Some(vl);
             jsonl.write(&Record::Val {
                 step,
@@ -326,9 +325,25 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
                         step,
                     };
                     let sink = Some(&mut router as &mut dyn LayerInputSink);
-                    accumulate_micro_batch(&model, &x, &y, opts.compute, sink, accum, &mut grads)?
+                    accumulate_micro_batch(
+                        &model,
+                        &x,
+                        &y,
+                        opts.exec.compute,
+                        sink,
+                        accum,
+                        &mut grads,
+                    )?
                 } else {
-                    accumulate_micro_batch(&model, &x, &y, opts.compute, None, accum, &mut grads)?
+                    accumulate_micro_batch(
+                        &model,
+                        &x,
+                        &y,
+                        opts.exec.compute,
+                        None,
+                        accum,
+                        &mut grads,
+                    )?
                 };
                 loss_sum = Some(match loss_sum {
                     Some(acc) => (acc + loss)?,
@@ -360,7 +375,7 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<Summary> {
         jsonl.write(&Record::Train {
             step,
             loss: last_train_loss,
-            lrs: &lrs,
+            lrs,
             tokens: tokens_at(step),
             step_ms,
             train_time_ms: clock.train_time_ms,
@@ -442,7 +457,7 @@ fn write_summary(
     s.target_tokens = target.as_ref().map(|h| h.tokens);
     s.target_train_time_ms = target.as_ref().map(|h| h.train_time_ms);
     s.finished = finished;
-    run_dir::write_json(&run_dir.join("summary.json"), s)
+    crate::fsutil::write_json(&run_dir.join("summary.json"), s)
 }
 
 /// Forward and backward of one micro-batch: adds its gradients, scaled by 1/`accum`, into `grads`

@@ -1,10 +1,12 @@
 //! `speedrun data …` subcommands: tokenize, fetch, inspect.
-use super::fetch::{fetch_fineweb, fetch_tinystories, FetchConfig, Outcome, TINYSTORIES_REPO};
-use super::shard::{resolve_pattern, Shard};
-use super::tokenize::{
+use crate::data::fetch::{
+    fetch_fineweb, fetch_tinystories, FetchConfig, Outcome, TINYSTORIES_REPO,
+};
+use crate::data::shard::{resolve_pattern, Shard};
+use crate::data::tokenize::{
     load_tokenizer, tokenize, DocSplit, TokenizeOptions, ValSplit, DEFAULT_SHARD_TOKENS,
 };
-use super::GPT2_VOCAB;
+use crate::data::GPT2_VOCAB;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;

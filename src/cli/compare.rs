@@ -1,6 +1,6 @@
 //! `speedrun compare RUN_DIR… [--target X] [--format markdown|csv|json] [--plot out.svg|out.png]
 //! [--html report.html]`.
-use super::{load_run, plot, render, render_html, CompareOpts, Format};
+use crate::report::{load_run, plot, render, render_html, CompareOpts, Format};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -97,8 +97,8 @@ pub fn run(args: CompareArgs) -> Result<()> {
     };
     print!("{}", render(&runs, &opts));
     // Plots and html draw the override target, else the runs' common one.
-    let rows = super::run_rows(&runs, args.target);
-    let target = args.target.or(super::table::common_target(&rows));
+    let rows = crate::report::run_rows(&runs, args.target);
+    let target = args.target.or(crate::report::common_target(&rows));
     if let Some(p) = &args.plot {
         plot::plot_runs(&runs, target, p)?;
         eprintln!("wrote {}", p.display());
@@ -109,4 +109,18 @@ pub fn run(args: CompareArgs) -> Result<()> {
         eprintln!("wrote {}", p.display());
     }
     Ok(())
+}
+
+impl clap::ValueEnum for Format {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Format::Markdown, Format::Csv, Format::Json]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(match self {
+            Format::Markdown => "markdown",
+            Format::Csv => "csv",
+            Format::Json => "json",
+        }))
+    }
 }

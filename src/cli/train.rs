@@ -1,30 +1,36 @@
-//! `speedrun train` and `speedrun init`.
+//! `speedrun train`, and the config and device options every run-building command shares.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use candle_core::DType;
+use crate::device::Exec;
+use anyhow::Result;
 use clap::Args;
 
-use super::config::{self, Config, DEFAULT_PRESET};
-use super::trainer::{self, Resume, RunOptions};
-use crate::model::Gpt;
+use crate::train::config::{self, Config, DEFAULT_PRESET};
+use crate::train::trainer::{self, Resume, RunOptions};
 
-/// Options shared by every command that builds a run config.
+/// The preset and its overrides: what every command that builds a run config shares.
 #[derive(Debug, Clone, Args)]
-pub struct ConfigArgs {
+pub struct PresetArgs {
     /// Preset name (configs/NAME.toml or built in) or a TOML file.
     #[arg(long, short = 'c', default_value = DEFAULT_PRESET)]
     pub config: String,
-    /// Optimizer: adamw, muon, newton-muon, neon, neon-fstar (sets optim.name).
-    #[arg(long)]
-    pub optim: Option<String>,
-    /// Seed of the weight init (sets `seed`).
-    #[arg(long)]
-    pub seed: Option<u64>,
     /// Override any config field, e.g. --set train.steps=200 --set optim.muon.lr=0.0005 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+}
+
+/// The preset plus the method and seed of one run.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    #[command(flatten)]
+    pub preset: PresetArgs,
+    /// Optimizer (sets optim.name).
+    #[arg(long, value_enum)]
+    pub optim: Option<crate::optim::Method>,
+    /// Seed of the weight init (sets `seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
 }
 
 impl ConfigArgs {
@@ -36,8 +42,8 @@ impl ConfigArgs {
         if let Some(s) = self.seed {
             sets.push(format!("seed={s}"));
         }
-        sets.extend(self.sets.iter().cloned());
-        config::load(&self.config, &sets)
+        sets.extend(self.preset.sets.iter().cloned());
+        config::load(&self.preset.config, &sets)
     }
 }
 
@@ -56,19 +62,8 @@ pub struct DeviceArgs {
 }
 
 impl DeviceArgs {
-    pub fn resolve(&self) -> Result<(candle_core::Device, DType, DType)> {
-        let device = crate::device::parse_device(&self.device)?;
-        let compute = match &self.precision {
-            Some(p) => crate::device::parse_precision(p)?,
-            None if device.is_cuda() => DType::BF16,
-            None => DType::F32,
-        };
-        let val = if self.val_bf16 {
-            DType::BF16
-        } else {
-            DType::F32
-        };
-        Ok((device, compute, val))
+    pub fn resolve(&self) -> Result<Exec> {
+        Exec::resolve(&self.device, self.precision.as_deref(), self.val_bf16)
     }
 }
 
@@ -99,7 +94,7 @@ pub struct TrainArgs {
 
 pub fn run_train(a: TrainArgs) -> Result<()> {
     let cfg = a.cfg.resolve()?;
-    let (device, compute, val_compute) = a.dev.resolve()?;
+    let exec = a.dev.resolve()?;
     let name = a
         .name
         .clone()
@@ -112,55 +107,17 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
     };
     let opts = RunOptions {
         run_dir,
-        device,
-        compute,
-        val_compute,
+        exec,
         resume,
         init_from: a.init_from.clone(),
         stop_after: a.stop_after,
-        progress_bar: !a.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        progress_bar: show_progress(a.no_progress),
     };
     trainer::train(&cfg, &opts)?;
     Ok(())
 }
 
-#[derive(Debug, Args)]
-pub struct InitArgs {
-    #[command(flatten)]
-    pub cfg: ConfigArgs,
-    /// Where to write the initial weights (safetensors, PyTorch names).
-    #[arg(long)]
-    pub out: PathBuf,
-}
-
-pub fn run_init(a: InitArgs) -> Result<()> {
-    let cfg = a.cfg.resolve()?;
-    write_init_weights(&cfg, &a.out)?;
-    println!(
-        "wrote {} ({} parameters, seed {}, model {}x{}x{})",
-        a.out.display(),
-        cfg.model.num_params(),
-        cfg.seed,
-        cfg.model.n_layer,
-        cfg.model.n_head,
-        cfg.model.n_embd
-    );
-    Ok(())
-}
-
-/// Fresh weights for `cfg.seed` (drawn on the host, so identical for every device), written
-/// atomically to `out` (temporary file, then rename), creating its directory.
-pub fn write_init_weights(cfg: &Config, out: &Path) -> Result<()> {
-    let model = Gpt::new(&cfg.model, &candle_core::Device::Cpu, cfg.seed)?;
-    if let Some(parent) = out.parent() {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("{}: cannot create", parent.display()))?;
-        }
-    }
-    let tmp = out.with_extension("safetensors.tmp");
-    model.save_safetensors(&tmp)?;
-    std::fs::rename(&tmp, out)
-        .with_context(|| format!("{}: cannot rename into place", out.display()))?;
-    Ok(())
+/// A progress bar unless `--no-progress` or stderr is not a terminal.
+pub fn show_progress(no_progress: bool) -> bool {
+    !no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr())
 }
