@@ -40,7 +40,20 @@ pub enum Command {
 
 /// Parse arguments, run, and map errors to a one-line message and exit code 1.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A bad value (an unknown --optim, say) is bad input like any other: one line, exit 1.
+        Err(e) if e.kind() == clap::error::ErrorKind::InvalidValue => {
+            let text = e.render().to_string();
+            let msg: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with("For more information"))
+                .collect();
+            eprintln!("{}", crate::one_line(&msg.join(" ")));
+            return 1;
+        }
+        Err(e) => e.exit(),
+    };
     if let Some(n) = cli.threads {
         // candle's CPU kernels and gemm read RAYON_NUM_THREADS.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());

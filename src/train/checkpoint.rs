@@ -13,18 +13,20 @@ use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::progress::Progress;
 use crate::data::LoaderPos;
 use crate::fsutil::{sync_dir, write_atomic_with, write_json};
 
 /// Bumped whenever the checkpoint layout changes.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Everything besides tensors that a resume needs.
+/// Everything besides tensors that a resume needs (`state.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
     pub format_version: u32,
-    /// Optimizer steps completed.
-    pub step: usize,
+    /// Step, clock, target and last val loss, as flat fields.
+    #[serde(flatten)]
+    pub progress: Progress,
     /// Where the train loader stands (the next window it will read).
     pub train_loader: LoaderPos,
     /// Seed of the weight init. Training itself draws no random numbers (no dropout, fixed data
@@ -32,22 +34,6 @@ pub struct TrainState {
     pub seed: u64,
     /// [`crate::train::config::Config::resume_hash`] of the run that wrote it.
     pub config_hash: String,
-    pub tokens_seen: u64,
-    /// The record-4 clock so far (ms).
-    pub train_time_ms: f64,
-    /// Steps counted in `train_time_ms` (for step_avg).
-    pub timed_steps: usize,
-    /// First step at which val loss reached the target, with its tokens and train_time.
-    pub target: Option<TargetHit>,
-    pub last_val_loss: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TargetHit {
-    pub step: usize,
-    pub tokens: u64,
-    pub train_time_ms: f64,
-    pub val_loss: f64,
 }
 
 pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
@@ -58,7 +44,7 @@ fn step_dir_name(step: usize) -> String {
     format!("step_{step:06}")
 }
 
-/// Write a checkpoint for `state.step` atomically and keep the newest `keep` complete ones.
+/// Write a checkpoint for `state.progress.step` atomically and keep the newest `keep` complete ones.
 pub fn save(
     run_dir: &Path,
     model_tensors: &[(String, Tensor)],
@@ -68,7 +54,7 @@ pub fn save(
 ) -> Result<PathBuf> {
     let root = checkpoints_dir(run_dir);
     fs::create_dir_all(&root).with_context(|| format!("{}: cannot create", root.display()))?;
-    let name = step_dir_name(state.step);
+    let name = step_dir_name(state.progress.step);
     let tmp = root.join(format!(".tmp_{name}_{}", std::process::id()));
     if tmp.exists() {
         fs::remove_dir_all(&tmp)
@@ -146,12 +132,18 @@ pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>> {
     Ok(list(&checkpoints_dir(run_dir))?.pop().map(|(_, p)| p))
 }
 
-/// A loaded checkpoint.
+/// A loaded checkpoint: its state and optimizer tensors (the weights are read by the model
+/// loader from [`Loaded::model_path`], which checks them against the config).
 pub struct Loaded {
     pub dir: PathBuf,
     pub state: TrainState,
-    pub model: HashMap<String, Tensor>,
     pub optim: HashMap<String, Tensor>,
+}
+
+impl Loaded {
+    pub fn model_path(&self) -> PathBuf {
+        self.dir.join("model.safetensors")
+    }
 }
 
 /// Load a checkpoint directory (errors name the file and the problem).
@@ -173,12 +165,10 @@ pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
             FORMAT_VERSION
         );
     }
-    let model = read_safetensors(&dir.join("model.safetensors"), device)?;
     let optim = read_safetensors(&dir.join("optim.safetensors"), device)?;
     Ok(Loaded {
         dir: dir.to_path_buf(),
         state,
-        model,
         optim,
     })
 }

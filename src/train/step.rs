@@ -1,0 +1,93 @@
+//! The work of one step: the batch geometry, one micro-batch's forward and backward into the
+//! accumulated gradients, and the validation pass.
+
+use anyhow::{anyhow, Result};
+use candle_core::{DType, Device, Tensor};
+
+use super::config::Config;
+use crate::data::Loader;
+use crate::model::{Gpt, LayerInputSink};
+use crate::optim::Grads;
+
+/// How a step's tokens are cut: `ranks` windows of `rank_batch` sequences of `seq_len`, each cut
+/// into micro-batches of `micro_batch` sequences (`accum` micro-batches in all).
+#[derive(Debug, Clone, Copy)]
+pub struct Geometry {
+    pub seq_len: usize,
+    pub rank_batch: usize,
+    pub micro_batch: usize,
+    pub accum: usize,
+    pub batch_tokens: usize,
+}
+
+impl Geometry {
+    /// The geometry of `cfg`, checked to divide evenly.
+    pub fn of(cfg: &Config) -> Result<Geometry> {
+        let t = cfg.model.seq_len;
+        Ok(Geometry {
+            seq_len: t,
+            rank_batch: cfg.train.rank_batch(t)?,
+            micro_batch: cfg.train.micro_batch,
+            accum: cfg.train.accum_steps(t)?,
+            batch_tokens: cfg.train.batch_tokens,
+        })
+    }
+
+    /// Training tokens seen after `step` steps.
+    pub fn tokens_at(&self, step: usize) -> u64 {
+        step as u64 * self.batch_tokens as u64
+    }
+}
+
+/// Forward and backward of one micro-batch: adds its gradients, scaled by 1/`accum`, into `grads`
+/// and returns its (unscaled) loss as a detached f64 scalar tensor, still on the device. The
+/// GradStore, and with it the forward graph, is dropped before returning (docs/candle.md): only
+/// the parameters' gradients are kept.
+pub fn accumulate_micro_batch(
+    model: &Gpt,
+    x: &Tensor,
+    y: &Tensor,
+    compute: DType,
+    sink: Option<&mut dyn LayerInputSink>,
+    accum: usize,
+    grads: &mut Grads,
+) -> Result<Tensor> {
+    let loss = model.loss(x, y, compute, sink)?;
+    let value = loss.detach().to_dtype(DType::F64)?;
+    let gs = (loss / accum as f64)?.backward()?;
+    for (name, var) in model.vars() {
+        let g = gs
+            .get(var.as_tensor())
+            .ok_or_else(|| anyhow!("no gradient for {name}"))?;
+        match grads.remove(name) {
+            Some(acc) => grads.insert(name.clone(), (acc + g)?),
+            None => grads.insert(name.clone(), g.clone()),
+        };
+    }
+    Ok(value)
+}
+
+/// Mean loss over the fixed validation budget from the start of the val shards, with no graph.
+pub fn validate(
+    model: &Gpt,
+    loader: &mut Loader,
+    steps: usize,
+    device: &Device,
+    dtype: DType,
+) -> Result<f64> {
+    loader.reset()?;
+    let t = model.cfg.seq_len;
+    let mut sum = 0f64;
+    for _ in 0..steps {
+        let w = loader
+            .next_step()?
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("val loader returned no window"))?;
+        let b = w.inputs.len() / t;
+        let x = Tensor::from_slice(&w.inputs, (b, t), device)?;
+        let y = Tensor::from_slice(&w.targets, (b, t), device)?;
+        sum += model.eval_loss(&x, &y, dtype)? as f64;
+    }
+    Ok(sum / steps as f64)
+}
