@@ -96,10 +96,6 @@ impl Shard {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Number of tokens in the shard.
     pub fn len(&self) -> usize {
         self.len
