@@ -73,11 +73,11 @@ def main():
     print("tinyshakespeare: val", len(val), hashlib.sha256(shard(val)).hexdigest())
     print("tinyshakespeare: train", len(train), hashlib.sha256(shard(train)).hexdigest())
 
-    # 4. The jsonl/gzip fixture of tests_tokenize.rs: two documents, "text" taken verbatim.
+    # 4. The jsonl/gzip fixture of src/data/tests/tokenize.rs: two documents, "text" taken verbatim.
     docs = ["Hello world", " The end.\n"]
     print("jsonl:", [t for d in docs for t in [EOT] + enc.encode_ordinary(d)])
 
-    # 5. The fetch_tinystories fixture of tests_fetch.rs: the valid file's two stories.
+    # 5. The fetch_tinystories fixture of src/data/tests/fetch.rs: the valid file's two stories.
     print("tinystories fixture val:", [t for d in ["One day.", "The end."] for t in [EOT] + enc.encode_ordinary(d)])
 
     # 6. Shipped data/tinystories: documents = blank-line-separated blocks, stripped, EOT before

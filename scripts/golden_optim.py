@@ -1,7 +1,7 @@
 """Golden numbers for the optimizer tests (`cargo test --lib optim`).
 
-Implements the math of /work/shared/spec/optimizers.md directly in float64 numpy (full SVD where
-the spec says "vs SVD"), writes seeded inputs and expected outputs to
+Implements the math of docs/optimizers.md directly in float64 numpy (a full SVD wherever a check
+is "vs the SVD"), writes seeded inputs and expected outputs to
 tests/fixtures/optim_golden.npz (float32) and prints a summary of every expected array; the Rust
 tests load the same file and paste this printout next to the checks.
 

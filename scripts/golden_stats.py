@@ -29,7 +29,7 @@ show("adamw_loss mean", float(np.mean(adamw_loss)))
 show("adamw_loss std(ddof=1)", float(np.std(adamw_loss, ddof=1)))
 show("muon_steps mean", float(np.mean(muon_steps)))
 show("muon_steps std(ddof=1)", float(np.std(muon_steps, ddof=1)))
-# Track-3 acceptance margin (brief, issue 6): (target - mean) * sqrt(n) >= 0.004.
+# Track-3 acceptance margin (src/report/stats.rs, `track3_margin`): (target - mean) * sqrt(n) >= 0.004.
 show("muon track3 margin", (TARGET - float(np.mean(muon_loss))) * math.sqrt(len(muon_loss)))
 show("adamw track3 margin", (TARGET - float(np.mean(adamw_loss))) * math.sqrt(len(adamw_loss)))
 

@@ -1,6 +1,6 @@
-"""PyTorch reference of the modded-nanogpt record-4 GPT (spec: shared/spec/record4.md).
+"""PyTorch reference of the modded-nanogpt record-4 GPT (docs/model.md).
 
-Written from the spec for golden numbers and CPU peer benchmarks; fp32 unless the caller uses autocast.
+Written from docs/model.md for golden numbers and CPU peer benchmarks; fp32 unless the caller uses autocast.
 Parameter names match the Rust model (`src/model/`) and PyTorch checkpoints of record 4:
 transformer.wte.weight (tied with lm_head.weight), transformer.h.{i}.attn.c_attn.weight,
 transformer.h.{i}.attn.c_proj.weight, transformer.h.{i}.mlp.c_fc.weight, transformer.h.{i}.mlp.c_proj.weight.
@@ -27,7 +27,7 @@ class GPTConfig:
 
 
 def rms_norm(x):
-    # Weightless RMSNorm in fp32, eps 1e-6 (record4.md "norm").
+    # Weightless RMSNorm in fp32, eps 1e-6 (docs/model.md, "Normalisation").
     xf = x.float()
     return xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-6)
 
@@ -41,7 +41,7 @@ def rotary_tables(seq_len, head_dim, base, device=None):
 
 
 def apply_rotary(x, cos, sin):
-    # x: (B, T, H, hd). Half-split layout, record4.md sign convention:
+    # x: (B, T, H, hd). Half-split layout, the record's sign convention (docs/model.md, "Rotary"):
     # y1 = x1 cos + x2 sin, y2 = -x1 sin + x2 cos.
     d = x.shape[3] // 2
     x1, x2 = x[..., :d].float(), x[..., d:].float()
@@ -111,7 +111,7 @@ class GPT(nn.Module):
             )
         )
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        # Tied: the matrix keeps nn.Linear's init U(+-1/sqrt(n_embd)) (record4.md "init").
+        # Tied: the matrix keeps nn.Linear's init U(+-1/sqrt(n_embd)) (docs/model.md, "Initialisation").
         self.transformer.wte.weight = self.lm_head.weight
 
     def forward(self, idx, targets=None):

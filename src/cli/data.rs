@@ -2,10 +2,8 @@
 use crate::data::fetch::{
     fetch_fineweb, fetch_tinystories, FetchConfig, Outcome, TINYSTORIES_REPO,
 };
-use crate::data::shard::{resolve_pattern, Shard};
-use crate::data::tokenize::{
-    load_tokenizer, tokenize, DocSplit, TokenizeOptions, ValSplit, DEFAULT_SHARD_TOKENS,
-};
+use crate::data::inspect::inspect;
+use crate::data::tokenize::{tokenize, DocSplit, TokenizeOptions, ValSplit, DEFAULT_SHARD_TOKENS};
 use crate::data::GPT2_VOCAB;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -186,39 +184,22 @@ fn run_fetch(a: FetchArgs) -> Result<()> {
 }
 
 fn run_inspect(a: InspectArgs) -> Result<()> {
-    let files = resolve_pattern(&a.pattern)?;
-    let tok = load_tokenizer(None)?;
-    let mut total = 0usize;
-    let (mut lo, mut hi) = (u16::MAX, 0u16);
-    println!("{} shard(s)", files.len());
-    for f in &files {
-        let s = Shard::open(f)?;
-        total += s.len();
-        if let Some((a, b)) = s.min_max() {
-            lo = lo.min(a);
-            hi = hi.max(b);
-        }
-        println!("{:>14} tokens  {}", s.len(), f.display());
+    let sum = inspect(&a.pattern, a.vocab, a.head)?;
+    println!("{} shard(s)", sum.shards.len());
+    for (f, n) in &sum.shards {
+        println!("{n:>14} tokens  {}", f.display());
     }
-    println!("{total:>14} tokens  total");
-    if total == 0 {
+    println!("{:>14} tokens  total", sum.total);
+    if sum.total == 0 {
         bail!("{}: all shards are empty", a.pattern);
     }
-    let first = Shard::open(&files[0])?;
-    let head: Vec<u32> = first.slice_u32(0, a.head.min(first.len()));
-    let text = tok
-        .decode(&head, false)
-        .map_err(|e| anyhow::anyhow!("decode failed: {e}"))?;
-    println!("first {} ids: {:?}", head.len(), head);
-    println!("decoded: {text:?}");
-    let ok = (hi as usize) < a.vocab;
-    println!(
-        "min id {lo}, max id {hi}: {}",
-        if ok {
-            format!("all ids < vocab {}", a.vocab)
-        } else {
-            format!("SOME IDS >= vocab {}", a.vocab)
-        }
-    );
+    println!("first {} ids: {:?}", sum.head.len(), sum.head);
+    println!("decoded: {:?}", sum.decoded);
+    let verdict = if sum.ids_in_vocab() {
+        format!("all ids < vocab {}", sum.vocab)
+    } else {
+        format!("SOME IDS >= vocab {}", sum.vocab)
+    };
+    println!("min id {}, max id {}: {verdict}", sum.min_id, sum.max_id);
     Ok(())
 }

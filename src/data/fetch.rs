@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 pub const FINEWEB_REPO: &str = "kjj0/fineweb10B-gpt2";
-/// 100,000,000 u16 tokens + the 1024-byte header (record4.md, FineWeb10B).
+/// 100,000,000 u16 tokens + the 1024-byte header (docs/data.md, "FineWeb10B").
 pub const FINEWEB_TRAIN_BYTES: u64 = 200_001_024;
 pub const FINEWEB_MAX_TRAIN_SHARDS: usize = 103;
 pub const TINYSTORIES_REPO: &str = "roneneldan/TinyStories";
@@ -93,7 +93,7 @@ pub fn fineweb_specs(train_shards: usize) -> Result<Vec<FileSpec>> {
     }
     let mut v = vec![FileSpec {
         name: "fineweb_val_000000.bin".into(),
-        // The val shard's size is not fixed by the spec: check the header against the size.
+        // The val shard's size is not fixed by the dataset layout: check the header against the size.
         expect: Expect::Shard { exact_bytes: None },
     }];
     v.extend((1..=train_shards).map(|i| FileSpec {

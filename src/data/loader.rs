@@ -1,5 +1,5 @@
-//! The record-4 "distributed data loader", all ranks of one step at once (spec:
-//! `/work/shared/spec/record4.md`, "Data loader order").
+//! The record-4 "distributed data loader", all ranks of one step at once (docs/data.md,
+//! "Token order").
 //!
 //! Every rank r of world W has its own `(shard, pos)`, exactly like one `DistributedDataLoader`
 //! object per process in modded-nanogpt record 4 (2024-10-11):

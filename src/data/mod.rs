@@ -1,37 +1,33 @@
 //! Data pipeline: modded-nanogpt/llm.c `.bin` shards, the record-4 loader, GPT-2 tokenization,
-//! hub fetch and the shipped corpora.
+//! hub fetch and the shipped corpora. Formats and token order: docs/data.md.
 //!
-//! INTERFACE CONTRACT (used by `train` and `cli`; keep these signatures):
 //! - [`Loader::new`]`(pattern, b, t, world, vocab_size)`: `pattern` is a directory, a file or a glob.
 //! - [`Loader::next_step`] returns `world` windows, one per (virtual) rank, in rank order.
 //! - [`Loader::position`] / [`Loader::seek`] with the serialisable [`LoaderPos`]
 //!   (every rank's `(shard, pos)`).
-//! - `cli::DataArgs` (clap) and `cli::run`.
+//! - [`Loader::reset`] (validation restarts at shard 0, rank r at r·B·T),
+//!   [`Loader::steps_for_tokens`] (`val_tokens / (B·T·world)`, checked), [`Loader::num_tokens`],
+//!   [`Loader::step_tokens`].
 //!
-//! Helpers for the trainer: [`Loader::reset`] (validation restarts at shard 0, rank r at r·B·T),
-//! [`Loader::steps_for_tokens`] (`val_tokens / (B·T·world)`, checked), [`Loader::num_tokens`],
-//! [`Loader::step_tokens`]. Modules: `shard` (format, mmap reads, atomic writes, pattern
-//! resolution), `loader`, `tokenize` (text → shards), `fetch` (hf-hub downloads), `cli`.
-//! Layout and provenance of the shipped files: `data/README.md`.
+//! Modules: `shard` (format, mmap reads, atomic writes, pattern resolution), `loader`, `tokenize`
+//! (text → shards), `fetch` (hf-hub downloads), `inspect` (shard summaries). The command line
+//! lives in `cli::data`. Layout and provenance of the shipped files: `data/README.md`.
 
 pub mod fetch;
+pub mod inspect;
 pub mod loader;
 pub mod shard;
 pub mod tokenize;
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_fetch;
-#[cfg(test)]
-mod tests_tokenize;
 
 pub use loader::Loader;
 pub use shard::{read_header, read_shard, resolve_pattern, write_shard, Shard};
 
 use serde::{Deserialize, Serialize};
 
-/// GPT-2's `<|endoftext|>` id; every document is preceded by it (record4.md, "Shard format").
+/// GPT-2's `<|endoftext|>` id; every document is preceded by it (docs/data.md, "Shard format").
 pub const EOT: u32 = 50256;
 /// GPT-2 vocabulary size (not padded in record 4).
 pub const GPT2_VOCAB: usize = 50257;

@@ -1,5 +1,4 @@
-//! The modded-nanogpt / llm.c token shard format (spec: `/work/shared/spec/record4.md`, "Shard
-//! format"): a 1024-byte header of 256 little-endian i32 `[20240520, 1, num_tokens, 0, …]`, then
+//! The modded-nanogpt / llm.c token shard format (docs/data.md, "Shard format"): a 1024-byte header of 256 little-endian i32 `[20240520, 1, num_tokens, 0, …]`, then
 //! `num_tokens` little-endian u16 GPT-2 ids. Reads are memory-mapped; writes are atomic.
 use anyhow::{bail, Context, Result};
 use memmap2::Mmap;
@@ -97,10 +96,6 @@ impl Shard {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Number of tokens in the shard.
     pub fn len(&self) -> usize {
         self.len
@@ -108,12 +103,6 @@ impl Shard {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    /// Token `i` (little-endian u16, decoded bytewise so it is endian- and alignment-safe).
-    pub fn token(&self, i: usize) -> u16 {
-        let o = HEADER_BYTES + 2 * i;
-        u16::from_le_bytes([self.mmap[o], self.mmap[o + 1]])
     }
 
     /// Tokens `[start, start + n)` widened to u32. Panics if out of range (callers check bounds).

@@ -2,7 +2,7 @@
 //!
 //! Tokenization must equal tiktoken's `encode_ordinary`, which fineweb.py, llm.c and
 //! modded-nanogpt use: a literal "<|endoftext|>" inside a document is ordinary text, and the only
-//! 50256 ids are the EOT tokens we put *before* every document (record4.md, "Shard format").
+//! 50256 ids are the EOT tokens we put *before* every document (docs/data.md, "Shard format").
 use super::shard::write_shard;
 use super::EOT;
 use anyhow::{bail, ensure, Context, Result};

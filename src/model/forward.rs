@@ -1,10 +1,10 @@
-//! The forward pass (record4.md "Model"), shared by `loss`, `logits` and `eval_loss`.
+//! The forward pass (docs/model.md), shared by `loss`, `logits` and `eval_loss`.
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor, D};
 
 use super::layers::{apply_rotary, causal_mask, linear, rms_norm, rotary_tables, softmax_last_dim};
-use super::params::WTE;
+use super::params::{BlockNames, WTE};
 use super::{Gpt, LayerInputSink};
 
 /// Per-sequence-length constants: rotary cos/sin (T, head_dim/2) and the additive causal mask (T, T),
@@ -61,14 +61,9 @@ impl Gpt {
         })
     }
 
-    /// Logits (B, T, vocab) fp32. With `detached` every weight is detached, so no graph is built.
-    pub(crate) fn forward(
-        &self,
-        idx: &Tensor,
-        compute: DType,
-        mut sink: Option<&mut dyn LayerInputSink>,
-        detached: bool,
-    ) -> Result<Tensor> {
+    /// Reject inputs the model cannot run: an unsupported compute dtype, `idx` not (B, T) of an
+    /// integer type, or T outside 1..=seq_len. Returns (B, T).
+    fn check_input(&self, idx: &Tensor, compute: DType) -> Result<(usize, usize)> {
         if !matches!(compute, DType::F32 | DType::BF16 | DType::F16) {
             bail!("model: compute dtype {compute:?} not supported (expected f32, bf16 or f16)");
         }
@@ -88,46 +83,32 @@ impl Gpt {
                 idx.dtype()
             );
         }
-        let d = self.cfg.n_embd;
-        let nh = self.cfg.n_head;
-        let hd = d / nh;
+        Ok((b, t))
+    }
+
+    /// Logits (B, T, vocab) fp32. With `detached` every weight is detached, so no graph is built.
+    pub(crate) fn forward(
+        &self,
+        idx: &Tensor,
+        compute: DType,
+        mut sink: Option<&mut dyn LayerInputSink>,
+        detached: bool,
+    ) -> Result<Tensor> {
+        let (b, t) = self.check_input(idx, compute)?;
         let tab = self.tables(t)?;
-        // Residual scale on the attention branch only (record4.md "residual").
+        // Only the attention branch is scaled, by 1/√(2·n_layer) (docs/model.md, "Residual stream").
         let attn_scale = 1.0 / (2.0 * self.cfg.n_layer as f64).sqrt();
-        let softmax_scale = 1.0 / (hd as f64).sqrt();
 
         let wte = self.weight(WTE, detached)?;
         // The residual stream stays fp32, as under PyTorch autocast (embedding is not autocast).
-        let mut x = wte.embedding(&idx.flatten_all()?)?.reshape((b, t, d))?;
+        let mut x = wte
+            .embedding(&idx.flatten_all()?)?
+            .reshape((b, t, self.cfg.n_embd))?;
 
         for names in &self.block_names {
-            // Attention branch.
             let xn = rms_norm(&x)?;
             record(&mut sink, &names.c_attn, &xn)?;
-            let qkv = linear(&xn, &self.weight(&names.c_attn, detached)?, compute)?;
-            let heads = |i: usize| -> Result<Tensor> {
-                Ok(qkv
-                    .narrow(2, i * d, d)?
-                    .reshape((b, t, nh, hd))?
-                    .transpose(1, 2)?)
-            };
-            // The softmax scale 1/√head_dim is folded into q while it is still fp32: the same
-            // product as scaling the (T×T) scores, at head_dim/T of the cost.
-            let q = apply_rotary(&heads(0)?, &tab.cos, &tab.sin)?.affine(softmax_scale, 0.0)?;
-            let q = q.to_dtype(compute)?.contiguous()?;
-            let k = apply_rotary(&heads(1)?, &tab.cos, &tab.sin)?
-                .to_dtype(compute)?
-                .contiguous()?;
-            let v = heads(2)?.contiguous()?;
-            // Scores in `compute`, then mask and softmax in fp32 (candle-notes item 10).
-            let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
-            // Known cost: candle's backward also builds a gradient for the constant mask (and for
-            // the rotary cos/sin), here one fp32 (B, H, T, T) buffer per layer held in the
-            // GradStore until it is dropped (candle-notes item 5). A custom op with its own
-            // backward would avoid it.
-            let probs = softmax_last_dim(&scores.broadcast_add(&tab.mask)?)?;
-            let y = probs.to_dtype(compute)?.matmul(&v)?; // (B, H, T, hd)
-            let y = y.transpose(1, 2)?.contiguous()?.reshape((b, t, d))?;
+            let y = self.attention(&xn, names, &tab, compute, detached)?;
             record(&mut sink, &names.attn_proj, &y)?;
             let a = linear(&y, &self.weight(&names.attn_proj, detached)?, compute)?;
             x = (x + a.to_dtype(DType::F32)?.affine(attn_scale, 0.0)?)?;
@@ -141,37 +122,48 @@ impl Gpt {
             x = (x + m.to_dtype(DType::F32)?)?;
         }
 
-        // Final norm, tied head; logits returned in fp32 (record4.md "logits").
+        // Final norm, then the tied head; logits come back in fp32 (docs/model.md, "Head").
         let xn = rms_norm(&x)?;
         Ok(linear(&xn, &wte, compute)?.to_dtype(DType::F32)?)
     }
 
-    /// Mean next-token cross-entropy of fp32 `logits` (B, T, V) against `targets` (B, T).
-    /// On CPU: the fused op of `xent.rs` (per-row loss, real backward) then `.mean_all()`.
-    /// Elsewhere: candle_nn's cross_entropy (log_softmax + gather from primitives).
-    pub(crate) fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-        let (b, t, v) = logits.dims3()?;
-        if targets.dims() != [b, t] {
-            bail!(
-                "model: targets shape {:?} does not match idx shape ({b}, {t})",
-                targets.dims()
-            );
-        }
-        if !matches!(targets.dtype(), DType::U32 | DType::I64 | DType::U8) {
-            bail!(
-                "model: targets dtype {:?} is not an integer type (expected u32)",
-                targets.dtype()
-            );
-        }
-        let targets = targets.flatten_all()?.to_dtype(DType::U32)?;
-        let logits = logits.reshape((b * t, v))?;
-        if logits.device().is_cpu() && logits.dtype() == DType::F32 {
-            // Fused per-row op (`xent.rs`): two read passes forward, one read + one write backward.
-            let rows =
-                super::xent::cross_entropy_rows(&logits.contiguous()?, &targets.contiguous()?)?;
-            return Ok(rows.mean_all()?);
-        }
-        // Other devices (no fused kernel yet) keep the composite path.
-        Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
+    /// Causal self-attention of one block on the normed input `xn` (B, T, d), up to but not
+    /// including the output projection: returns the merged heads (B, T, d) in `compute`.
+    fn attention(
+        &self,
+        xn: &Tensor,
+        names: &BlockNames,
+        tab: &Tables,
+        compute: DType,
+        detached: bool,
+    ) -> Result<Tensor> {
+        let (b, t, d) = xn.dims3()?;
+        let nh = self.cfg.n_head;
+        let hd = d / nh;
+        let qkv = linear(xn, &self.weight(&names.c_attn, detached)?, compute)?;
+        let heads = |i: usize| -> Result<Tensor> {
+            Ok(qkv
+                .narrow(2, i * d, d)?
+                .reshape((b, t, nh, hd))?
+                .transpose(1, 2)?)
+        };
+        // The softmax scale 1/√head_dim is folded into q while it is still fp32: the same
+        // product as scaling the (T×T) scores, at head_dim/T of the cost.
+        let softmax_scale = 1.0 / (hd as f64).sqrt();
+        let q = apply_rotary(&heads(0)?, &tab.cos, &tab.sin)?.affine(softmax_scale, 0.0)?;
+        let q = q.to_dtype(compute)?.contiguous()?;
+        let k = apply_rotary(&heads(1)?, &tab.cos, &tab.sin)?
+            .to_dtype(compute)?
+            .contiguous()?;
+        let v = heads(2)?.contiguous()?;
+        // Scores in `compute`, then mask and softmax in fp32 (docs/candle.md §10).
+        let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
+        // Known cost: candle's backward also builds a gradient for the constant mask (and for
+        // the rotary cos/sin), here one fp32 (B, H, T, T) buffer per layer held in the
+        // GradStore until it is dropped (docs/candle.md §5). A custom op with its own
+        // backward would avoid it.
+        let probs = softmax_last_dim(&scores.broadcast_add(&tab.mask)?)?;
+        let y = probs.to_dtype(compute)?.matmul(&v)?; // (B, H, T, hd)
+        Ok(y.transpose(1, 2)?.contiguous()?.reshape((b, t, d))?)
     }
 }

@@ -1,14 +1,14 @@
 //! Primitive-op building blocks of the record-4 GPT.
 //!
 //! candle's fused `rms_norm`, `softmax_last_dim` and `rope*` kernels have no backward and silently
-//! cut the gradient (`shared/spec/candle-notes.md` item 1), so everything here is composed from
+//! cut the gradient (docs/candle.md §1), so everything here is composed from
 //! elementwise/reduce/matmul ops that all carry a backward.
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
 
 /// Weightless RMSNorm, `x · rsqrt(mean(x²) + 1e-6)` over the last dim, computed in fp32
-/// (record4.md "norm"). Returns fp32 whatever the input dtype.
+/// (docs/model.md, "Normalisation"). Returns fp32 whatever the input dtype.
 pub fn rms_norm(x: &Tensor) -> Result<Tensor> {
     let x = x.to_dtype(DType::F32)?;
     let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
@@ -28,7 +28,7 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 
 /// `x @ wᵀ` for a torch.nn.Linear weight `w` of shape (out, in); `x` is (.., in). The weight is
 /// cast to `compute` here (mixed precision: fp32 master weights, `to_dtype` has a backward,
-/// candle-notes item 10), as is `x`. Output is in `compute`.
+/// docs/candle.md §10), as is `x`. Output is in `compute`.
 pub fn linear(x: &Tensor, w: &Tensor, compute: DType) -> Result<Tensor> {
     let x = x.to_dtype(compute)?;
     let w = w.to_dtype(compute)?;
@@ -43,7 +43,7 @@ pub fn linear(x: &Tensor, w: &Tensor, compute: DType) -> Result<Tensor> {
 }
 
 /// Rotary cos/sin tables for positions 0..t, each (t, head_dim/2) fp32 on `device`.
-/// inv_freq_j = 1 / base^(2j/head_dim), angle = pos · inv_freq_j (record4.md "positions"),
+/// inv_freq_j = 1 / base^(2j/head_dim), angle = pos · inv_freq_j (docs/model.md, "Rotary"),
 /// evaluated in f32 like the PyTorch reference (`scripts/gpt_ref.py::rotary_tables`).
 pub fn rotary_tables(
     t: usize,
@@ -74,7 +74,7 @@ pub fn rotary_tables(
 /// Apply rotary embeddings to `x` of shape (B, H, T, head_dim) with `cos`/`sin` of shape
 /// (T, head_dim/2), half-split layout and the record's sign convention:
 /// y1 = x1·cos + x2·sin, y2 = −x1·sin + x2·cos (x1 = first half of the channels).
-/// Computed and returned in fp32 (record4.md: cos/sin in fp32); the caller casts.
+/// Computed and returned in fp32 (docs/model.md, "Rotary": cos/sin in fp32); the caller casts.
 pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let hd = x.dim(D::Minus1)?;
     let half = hd / 2;

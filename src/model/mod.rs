@@ -1,11 +1,9 @@
-//! The modded-nanogpt record-4 GPT (`../shared/spec/record4.md`): rotary attention, weightless
-//! RMSNorm, ReLU-free exact-GELU MLP, tied embedding/head, PyTorch parameter names.
+//! The GPT of modded-nanogpt record 4 (docs/model.md): rotary attention, weightless RMSNorm,
+//! exact-GELU MLP, tied embedding/head, parameters under their PyTorch state_dict names.
 //!
-//! INTERFACE CONTRACT (used by `optim` and `train`; keep these signatures):
-//! - [`GptConfig`]: serde, with `record4()`.
-//! - [`Gpt::new`], [`Gpt::from_safetensors`], [`Gpt::save_safetensors`], [`Gpt::vars`].
-//! - [`Gpt::loss`] builds a graph; [`Gpt::eval_loss`] does not.
-//! - [`LayerInputSink`]: the hook through which Newton-Muon sees each hidden Linear's input.
+//! [`Gpt::loss`] builds an autograd graph; [`Gpt::eval_loss`] runs on detached weights and does
+//! not. [`LayerInputSink`] is the hook through which an optimizer (Newton-Muon) sees the input of
+//! every hidden Linear.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -23,7 +21,8 @@ pub mod params;
 mod tests;
 mod xent;
 
-pub use params::{BlockNames, LM_HEAD_ALIAS, WTE};
+use params::BlockNames;
+pub use params::{LM_HEAD_ALIAS, WTE};
 
 /// Shape of the model. Any width, depth, head count and sequence length is allowed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,16 +101,6 @@ impl Gpt {
         }
     }
 
-    /// The device holding the parameters.
-    pub fn device(&self) -> &Device {
-        &self.device
-    }
-
-    /// PyTorch names of each block's four hidden Linears (the Muon / Newton-Muon matrices).
-    pub fn block_names(&self) -> &[BlockNames] {
-        &self.block_names
-    }
-
     /// Load weights written by [`Gpt::save_safetensors`] or by PyTorch (`lm_head.weight` accepted
     /// as an alias of the tied matrix). Errors name the file and the offending tensor.
     pub fn from_safetensors(cfg: &GptConfig, path: &Path, device: &Device) -> Result<Self> {
@@ -142,7 +131,7 @@ impl Gpt {
         sink: Option<&mut dyn LayerInputSink>,
     ) -> Result<Tensor> {
         let logits = self.forward(idx, compute, sink, false)?;
-        Self::cross_entropy(&logits, targets)
+        xent::cross_entropy(&logits, targets)
     }
 
     /// Logits (B, T, vocab) in fp32, with a graph.
@@ -158,7 +147,7 @@ impl Gpt {
     /// Loss on detached weights: builds no autograd graph (validation).
     pub fn eval_loss(&self, idx: &Tensor, targets: &Tensor, compute: DType) -> Result<f32> {
         let logits = self.forward(idx, compute, None, true)?;
-        let loss = Self::cross_entropy(&logits, targets)?;
+        let loss = xent::cross_entropy(&logits, targets)?;
         if loss.track_op() {
             bail!("model: eval_loss built an autograd graph (a weight was not detached)");
         }

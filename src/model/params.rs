@@ -82,7 +82,7 @@ impl GptConfig {
 
 /// PyTorch default init: U(±1/√fan_in) for every Linear weight (kaiming_uniform with a = √5 reduces
 /// to this bound); the tied matrix is initialised as nn.Linear(d, vocab), i.e. U(±1/√d)
-/// (record4.md "init"). Values come from one `StdRng::seed_from_u64(seed)` drawn on the host in
+/// (docs/model.md, "Initialisation"). Values come from one `StdRng::seed_from_u64(seed)` drawn on the host in
 /// sorted name order, so a seed gives the same weights on every device.
 pub fn init_vars(cfg: &GptConfig, device: &Device, seed: u64) -> Result<BTreeMap<String, Var>> {
     let mut rng = StdRng::seed_from_u64(seed);

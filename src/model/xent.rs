@@ -19,7 +19,8 @@
 //! off by 1.1e-5 in ln Σ; the f64 sum by 4.5e-7, i.e. the final f32 rounding
 //! (`tests::xent::f32_accumulation_error_is_measured`); an f64 add per element is cheap next to `exp`.
 //!
-//! CPU only: `cuda_fwd` is not implemented; the call site uses the composite path elsewhere.
+//! CPU only: `cuda_fwd` is not implemented. [`cross_entropy`] is the entry point the model uses:
+//! it takes this op for fp32 logits on the CPU and candle_nn's composite path everywhere else.
 
 use std::sync::OnceLock;
 
@@ -173,4 +174,33 @@ impl CustomOp2 for FusedXent {
 /// Per-row loss (N,) of contiguous fp32 `logits` (N, V) against u32 `targets` (N,), CPU only.
 pub(crate) fn cross_entropy_rows(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     logits.apply_op2(targets, FusedXent::default())
+}
+
+/// Mean next-token cross-entropy of `logits` (B, T, V) against integer `targets` (B, T), as a
+/// scalar fp32 tensor with a graph. The op picks its own path: fp32 logits on the CPU go through
+/// the fused op above (per-row loss, real backward, then `.mean_all()`); any other device or dtype
+/// uses candle_nn's composite cross_entropy (log_softmax + gather from primitives), since there is
+/// no fused kernel for it.
+pub(crate) fn cross_entropy(logits: &Tensor, targets: &Tensor) -> anyhow::Result<Tensor> {
+    let (b, t, v) = logits.dims3()?;
+    if targets.dims() != [b, t] {
+        anyhow::bail!(
+            "model: targets shape {:?} does not match idx shape ({b}, {t})",
+            targets.dims()
+        );
+    }
+    if !matches!(targets.dtype(), DType::U32 | DType::I64 | DType::U8) {
+        anyhow::bail!(
+            "model: targets dtype {:?} is not an integer type (expected u32)",
+            targets.dtype()
+        );
+    }
+    let targets = targets.flatten_all()?.to_dtype(DType::U32)?;
+    let logits = logits.reshape((b * t, v))?;
+    if logits.device().is_cpu() && logits.dtype() == DType::F32 {
+        // Two read passes forward, one read + one write backward.
+        let rows = cross_entropy_rows(&logits.contiguous()?, &targets.contiguous()?)?;
+        return Ok(rows.mean_all()?);
+    }
+    Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
 }

@@ -85,7 +85,7 @@ const GOLDEN_INPUT_NORMS: [(&str, f64); 8] = [
 
 fn golden_batch(dev: &Device) -> (Tensor, Tensor) {
     let batch = candle_core::safetensors::load(fixture("tiny_gpt_batch.safetensors"), dev).unwrap();
-    // The fixture stores int64 (PyTorch's default); the model contract takes u32.
+    // The fixture stores int64 (PyTorch's default); the model takes u32.
     let idx = batch["idx"].to_dtype(DType::U32).unwrap();
     let targets = batch["targets"].to_dtype(DType::U32).unwrap();
     (idx, targets)

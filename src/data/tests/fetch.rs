@@ -2,9 +2,9 @@
 //! uses it (see fetch.rs): `GET /datasets/<repo>/resolve/main/<file>` with a `Range` header,
 //! answered 206 with `Content-Range`, `ETag` and `X-Repo-Commit`. The real hf-hub client runs;
 //! nothing leaves 127.0.0.1.
-use super::fetch::*;
-use super::shard::shard_bytes;
-use super::*;
+use crate::data::fetch::*;
+use crate::data::shard::shard_bytes;
+use crate::data::*;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -298,7 +298,7 @@ fn fetch_tinystories_downloads_text_and_tokenizes() {
     assert!(o.iter().all(|x| matches!(x, Outcome::Downloaded(_))));
     let val = read_shard(&files[0]).unwrap();
     // Golden from scripts/data_reference.py ("tinystories fixture val", pasted in
-    // tests_tokenize.rs); the valid file alone forms the val shard.
+    // tests/tokenize.rs); the valid file alone forms the val shard.
     assert_eq!(val, vec![50256, 3198, 1110, 13, 50256, 464, 886, 13]);
     let train_toks: Vec<u16> = files[1..]
         .iter()

@@ -1,5 +1,8 @@
 //! Shards and loader: round trip, malformed inputs, and the record-4 window order checked against
 //! an independent reimplementation on synthetic shards.
+mod fetch;
+mod tokenize;
+
 use super::shard::{shard_bytes, HEADER_BYTES, MAGIC};
 use super::*;
 use std::path::{Path, PathBuf};

@@ -12,8 +12,8 @@
 //! tinystories: val sha256 aa6bc8f64dd3d7f8660d1b0252bf3abce32f8e5f58458e7b5006acae0482bb14
 //! tinystories: train sha256 de3bb5b9ba4e28bb6914d13f37293c665fdd27ee9021637f3f1475b92aff041d
 //! ```
-use super::tokenize::*;
-use super::*;
+use crate::data::tokenize::*;
+use crate::data::*;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
