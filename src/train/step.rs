@@ -41,7 +41,7 @@ impl Geometry {
 
 /// Forward and backward of one micro-batch: adds its gradients, scaled by 1/`accum`, into `grads`
 /// and returns its (unscaled) loss as a detached f64 scalar tensor, still on the device. The
-/// GradStore, and with it the forward graph, is dropped before returning (docs/candle.md): only
+/// GradStore, and with it the forward graph, is dropped before returning (docs/candle.md §5): only
 /// the parameters' gradients are kept.
 pub fn accumulate_micro_batch(
     model: &Gpt,
