@@ -143,7 +143,10 @@ fn diagnostics_report_truncation_iterations_and_missing_inputs() -> Result<()> {
         ]
     );
     assert_eq!(d["neon_fstar.truncated"], 4.0);
-    assert_eq!((d["neon_fstar.rank_min"], d["neon_fstar.rank_max"]), (1.0, 1.0));
+    assert_eq!(
+        (d["neon_fstar.rank_min"], d["neon_fstar.rank_max"]),
+        (1.0, 1.0)
+    );
 
     cfg.name = Method::Neon;
     let mut set = build(&cfg, &p, DType::F32)?;
