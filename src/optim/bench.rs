@@ -1,4 +1,4 @@
-//! Optimizer step timing for `speedrun bench optim` (the lead wires the CLI).
+//! Optimizer step timing for `speedrun bench optim`.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -7,17 +7,6 @@ use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor, Var};
 
 use super::{build, Grads, Method, OptimConfig, EMBEDDING};
-
-/// The 124M model's optimizer shapes: 12× each block matrix plus the tied head (record 4).
-pub fn gpt2_124m_shapes() -> Vec<(usize, usize)> {
-    let d = 768;
-    let mut s = Vec::new();
-    for _ in 0..12 {
-        s.extend([(3 * d, d), (d, d), (4 * d, d), (d, 4 * d)]);
-    }
-    s.push((50257, d));
-    s
-}
 
 /// PyTorch-style names for bench shapes so routing (head, packed QKV split, block-diagonal
 /// statistics) behaves as in training: a shape with rows ≥ 10·cols is the embedding/head,

@@ -218,10 +218,10 @@ pub struct NeonConfig {
     pub form: NeonForm,
     pub momentum: f64,
     pub nesterov: bool,
-    /// Maximum subspace iterations of the top-triplet solver per step. Measured
-    /// (`tests_neon::measure_topk_iterations`, 124M shapes, power-law + noise momentum): at
-    /// tol 1e-3 a cold solve takes 2–6 iterations and a warm-started one 1–3, so 8 is a cap that
-    /// is only reached on pathological steps.
+    /// Maximum subspace iterations of the top-triplet solver per step. Measured on the 124M
+    /// shapes with power-law + noise momentum matrices: at tol 1e-3 a cold solve takes 2–6
+    /// iterations and a warm-started one 1–3, so 8 is a cap that is only reached on
+    /// pathological steps.
     pub iters: usize,
     /// Stop when every triplet has residual ‖Mᵀu − σv‖ ≤ tol·σ₁ (1e-3: the vector error is
     /// then ≲ 1e-3/relative gap, well below the step-to-step change of the momentum).

@@ -1,17 +1,17 @@
 //! Optimizers: one per file behind the small [`Optimizer`] trait, and a registry that maps
-//! `--optim NAME` to parameter groups (`../shared/spec/optimizers.md`).
+//! `--optim NAME` to parameter groups (docs/optimizers.md).
 //!
-//! INTERFACE CONTRACT (used by `train`; keep these signatures):
-//! - [`OptimConfig`]: serde, lives under `[optim]` in the TOML presets.
-//! - [`build`] routes the model's parameters to groups and returns an [`OptimizerSet`].
-//! - [`OptimizerSet`]: `step`, `lrs`, `state`/`load_state`, `wants_layer_inputs`, and it is a
-//!   [`crate::model::LayerInputSink`] that forwards to the groups that asked.
+//! [`build`] routes the model's parameters to groups and returns an [`OptimizerSet`], which the
+//! trainer steps, checkpoints (`state`/`load_state`), asks for `diagnostics`, and uses as a
+//! [`crate::model::LayerInputSink`] (through [`LayerInputRouter`]) for the groups that want layer
+//! inputs. [`OptimConfig`] lives under `[optim]` in the TOML presets.
 //!
 //! Files: `config` (the `[optim]` tables), `adamw`, `newton_schulz`, `muon` (also the shared
 //! momentum buffers and the batched orthogonalisation), `newton_muon`, `neon` (rank-1 and F*),
 //! `topk` (warm-started subspace iteration, the F* τ rule), `linalg` (host Cholesky inverse and
-//! Jacobi eigensolver), `state` (checked state lookup), `bench` (`bench_step`). Tests compare
-//! against `scripts/golden_optim.py` through `tests/fixtures/optim_golden.npz`.
+//! Jacobi eigensolver), `state` (state declared once, saved and loaded from the declaration),
+//! `bench` (`bench_step`). Tests compare against `scripts/golden_optim.py` through
+//! `tests/fixtures/optim_golden.npz`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -29,11 +29,9 @@ pub mod neon;
 pub mod newton_muon;
 pub mod newton_schulz;
 mod registry;
-mod state;
+pub mod state;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_neon;
 pub mod topk;
 
 pub use adamw::AdamW;
@@ -45,24 +43,61 @@ pub use muon::Muon;
 pub use neon::{Neon, NeonFStar};
 pub use newton_muon::NewtonMuon;
 pub use registry::{build, Method};
+pub use state::{Slot, Visitor};
 
 /// Gradients by parameter name (fp32, same shape as the parameter).
 pub type Grads = BTreeMap<String, Tensor>;
 
+/// The label and parameters of one group; every optimizer keeps one.
+pub struct Group {
+    /// Group label used in logs and state names, e.g. "adamw" or "muon".
+    pub label: String,
+    /// The parameters this group updates, by name.
+    pub params: BTreeMap<String, Var>,
+}
+
+impl Group {
+    pub fn new(label: &str, params: BTreeMap<String, Var>) -> Self {
+        Group {
+            label: label.to_string(),
+            params,
+        }
+    }
+}
+
 /// One optimizer over one group of parameters. State is named tensors so it can be checkpointed.
 pub trait Optimizer {
-    /// Group label used in logs and state names, e.g. "adamw" or "muon".
-    fn label(&self) -> &str;
-    /// Names of the parameters this group updates.
-    fn param_names(&self) -> Vec<String>;
+    /// The group's label and parameters.
+    fn group(&self) -> &Group;
     /// Base learning rate (before the schedule multiplier).
     fn base_lr(&self) -> f64;
     /// Apply one update with the already-scheduled learning rate `lr`.
     fn step(&mut self, grads: &Grads, lr: f64) -> Result<()>;
-    /// All state as named tensors (names unique within the group).
-    fn state(&self) -> Result<Vec<(String, Tensor)>>;
+    /// Declare the checkpointed state once: call `visit` on every `(name, slot)`, names unique
+    /// within the group and in a fixed order. [`Optimizer::state`] and
+    /// [`Optimizer::load_state`] are built on it.
+    fn visit_state(&mut self, visit: &mut Visitor<'_>) -> Result<()>;
+
+    /// Group label used in logs and state names.
+    fn label(&self) -> &str {
+        &self.group().label
+    }
+    /// Names of the parameters this group updates.
+    fn param_names(&self) -> Vec<String> {
+        self.group().params.keys().cloned().collect()
+    }
+    /// All declared state as named tensors.
+    fn state(&mut self) -> Result<Vec<(String, Tensor)>> {
+        state::save(|v| self.visit_state(v))
+    }
     /// Restore state written by [`Optimizer::state`].
-    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()>;
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        load_group(self, state)
+    }
+    /// Named values for the run log (solver ranks, failure counts); none by default.
+    fn diagnostics(&self) -> Vec<(String, f64)> {
+        Vec::new()
+    }
     /// Whether this group wants layer inputs during the forward passes of `step`.
     fn wants_layer_inputs(&self, _step: usize) -> bool {
         false
@@ -71,6 +106,22 @@ pub trait Optimizer {
     fn record_layer_input(&mut self, _weight_name: &str, _x: &Tensor) -> Result<()> {
         Ok(())
     }
+}
+
+/// Fill `opt`'s declared state from `state` (the default [`Optimizer::load_state`]).
+pub(crate) fn load_group<O: Optimizer + ?Sized>(
+    opt: &mut O,
+    state: &HashMap<String, Tensor>,
+) -> Result<()> {
+    state::load(state, |v| opt.visit_state(v))
+        .with_context(|| format!("optimizer group {}", opt.label()))
+}
+
+/// W ← W·(1 − lr·wd) − delta, the decoupled weight decay and update every optimizer ends with.
+pub(crate) fn apply_update(var: &Var, lr: f64, weight_decay: f64, delta: Tensor) -> Result<()> {
+    let w = (var.as_tensor() * (1.0 - lr * weight_decay))?;
+    var.set(&(w - delta)?)?;
+    Ok(())
 }
 
 /// The groups of one run.
@@ -115,9 +166,9 @@ impl OptimizerSet {
     }
 
     /// All state, names prefixed by group label (`muon.momentum.transformer.h.0...`).
-    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
+    pub fn state(&mut self) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::new();
-        for g in &self.groups {
+        for g in self.groups.iter_mut() {
             for (k, t) in g.state()? {
                 out.push((format!("{}.{}", g.label(), k), t));
             }
@@ -138,6 +189,19 @@ impl OptimizerSet {
         Ok(())
     }
 
+    /// Every group's diagnostics, named `label.name` (`newton_muon.cholesky_failures`).
+    pub fn diagnostics(&self) -> BTreeMap<String, f64> {
+        self.groups
+            .iter()
+            .flat_map(|g| {
+                g.diagnostics()
+                    .into_iter()
+                    .map(move |(k, v)| (format!("{}.{k}", g.label()), v))
+            })
+            .collect()
+    }
+
+    /// Whether any group wants layer inputs during the forward passes of `step`.
     pub fn wants_layer_inputs(&self, step: usize) -> bool {
         self.groups.iter().any(|g| g.wants_layer_inputs(step))
     }

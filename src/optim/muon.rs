@@ -1,15 +1,15 @@
-//! Muon, record-4 form (spec "Muon"): SGD momentum (Nesterov), Newton–Schulz orthogonalisation,
-//! shape scale, W ← W(1 − lr·wd) − lr·scale·O.
+//! Muon (Jordan et al. 2024, "Muon: An optimizer for hidden layers in neural networks") in its
+//! modded-nanogpt record-4 form: SGD momentum (Nesterov), Newton–Schulz orthogonalisation, shape
+//! scale, W ← W(1 − lr·wd) − lr·scale·O.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Tensor, Var};
 
 use super::config::{MuonConfig, Scale};
 use super::newton_schulz::newton_schulz;
-use super::state::take;
-use super::{grad_of, Grads, Optimizer};
+use super::{apply_update, grad_of, Grads, Group, Optimizer, Slot, Visitor};
 
 /// SGD momentum buffers shared by Muon, Newton-Muon and Neon: B ← μB + G, and the update
 /// direction U = G + μB (Nesterov) or U = B.
@@ -45,20 +45,15 @@ impl Momentum {
         Ok(u)
     }
 
-    pub fn state(&self, out: &mut Vec<(String, Tensor)>) {
-        for (name, b) in &self.bufs {
-            out.push((format!("momentum.{name}"), b.clone()));
-        }
+    /// [`Momentum::update`] with the checked gradient of parameter `name`.
+    pub fn update_from(&mut self, grads: &Grads, name: &str, var: &Var) -> Result<Tensor> {
+        self.update(name, &grad_of(grads, name, var)?)
     }
 
-    pub fn load_state(
-        &mut self,
-        state: &HashMap<String, Tensor>,
-        params: &BTreeMap<String, Var>,
-    ) -> Result<()> {
-        for (name, var) in params {
-            self.bufs
-                .insert(name.clone(), take(state, &format!("momentum.{name}"), var)?);
+    /// `momentum.NAME` per parameter.
+    pub fn visit_state(&mut self, visit: &mut Visitor<'_>) -> Result<()> {
+        for (name, b) in self.bufs.iter_mut() {
+            visit(format!("momentum.{name}"), Slot::Tensor(b))?;
         }
         Ok(())
     }
@@ -130,10 +125,9 @@ pub fn orthogonalize_scaled(
 
 /// Muon over the 2-D hidden matrices.
 pub struct Muon {
-    label: String,
+    group: Group,
     pub cfg: MuonConfig,
     ns_dtype: DType,
-    params: BTreeMap<String, Var>,
     momentum: Momentum,
 }
 
@@ -146,26 +140,17 @@ impl Muon {
     ) -> Result<Self> {
         let momentum = Momentum::new(cfg.momentum, cfg.nesterov, &params)?;
         Ok(Muon {
-            label: label.to_string(),
+            group: Group::new(label, params),
             cfg,
             ns_dtype,
-            params,
             momentum,
         })
-    }
-
-    pub fn params(&self) -> &BTreeMap<String, Var> {
-        &self.params
     }
 }
 
 impl Optimizer for Muon {
-    fn label(&self) -> &str {
-        &self.label
-    }
-
-    fn param_names(&self) -> Vec<String> {
-        self.params.keys().cloned().collect()
+    fn group(&self) -> &Group {
+        &self.group
     }
 
     fn base_lr(&self) -> f64 {
@@ -173,31 +158,20 @@ impl Optimizer for Muon {
     }
 
     fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
-        let mut items = Vec::with_capacity(self.params.len());
-        for (name, var) in &self.params {
-            let g = grad_of(grads, name, var)?;
-            items.push((name.clone(), self.momentum.update(name, &g)?));
+        let mut items = Vec::with_capacity(self.group.params.len());
+        for (name, var) in &self.group.params {
+            items.push((name.clone(), self.momentum.update_from(grads, name, var)?));
         }
         let updates =
             orthogonalize_scaled(&items, self.cfg.ns_steps, self.ns_dtype, self.cfg.scale)?;
         for ((name, _), o) in items.iter().zip(updates) {
-            let var = &self.params[name];
-            let w = (var.as_tensor() * (1.0 - lr * self.cfg.weight_decay))?;
-            var.set(&(w - (o * lr)?)?)?;
+            let var = &self.group.params[name];
+            apply_update(var, lr, self.cfg.weight_decay, (o * lr)?)?;
         }
         Ok(())
     }
 
-    fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        let mut out = Vec::new();
-        self.momentum.state(&mut out);
-        Ok(out)
-    }
-
-    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        let label = self.label.clone();
-        self.momentum
-            .load_state(state, &self.params)
-            .with_context(|| format!("optimizer group {label}"))
+    fn visit_state(&mut self, visit: &mut Visitor<'_>) -> Result<()> {
+        self.momentum.visit_state(visit)
     }
 }

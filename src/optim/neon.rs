@@ -1,175 +1,150 @@
-//! Neon (seed "From Muon to Neon"; spec "Neon"): steepest descent on the momentum matrix under
-//! the nuclear norm (rank-1 update) or the F* norm (soft-thresholded top singular values).
+//! Neon ("From Muon to Neon"; docs/optimizers.md "neon.rs"): steepest descent on the momentum
+//! matrix under the nuclear norm (rank-1 update) or the F* norm (soft-thresholded top singular
+//! values).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use candle_core::{Tensor, Var};
 
 use super::config::{NeonConfig, NeonFStarConfig, NeonForm};
 use super::muon::Momentum;
-use super::state::take_shaped;
 use super::topk::{default_start, fstar_tau, top_singular};
-use super::{grad_of, Grads, Optimizer};
+use super::{apply_update, Grads, Group, Optimizer, Slot, Visitor};
 
-/// Warm-start blocks (one per matrix) kept in the state so resume is bit-exact.
-struct Warm {
-    blocks: BTreeMap<String, Tensor>,
+/// What both Neon forms keep: the group, momentum buffers, and one warm-start block per matrix
+/// (checkpointed so resume is bit-exact).
+struct NeonCore {
+    group: Group,
+    momentum: Momentum,
+    warm: BTreeMap<String, Tensor>,
 }
 
-impl Warm {
-    fn new(params: &BTreeMap<String, Var>, rank: usize, oversample: usize) -> Result<Self> {
-        let mut blocks = BTreeMap::new();
-        for (name, var) in params {
+impl NeonCore {
+    /// Warm blocks of `rank + oversample` columns (capped at min(rows, cols)).
+    fn new(
+        label: &str,
+        params: BTreeMap<String, Var>,
+        (momentum, nesterov): (f64, bool),
+        rank: usize,
+        oversample: usize,
+    ) -> Result<Self> {
+        let momentum = Momentum::new(momentum, nesterov, &params)?;
+        let mut warm = BTreeMap::new();
+        for (name, var) in &params {
             let (r, c) = var
                 .dims2()
                 .with_context(|| format!("Neon needs 2-D matrices, `{name}` is not"))?;
             let p = (rank + oversample).min(r.min(c));
-            blocks.insert(name.clone(), default_start(c, p, var.device())?);
+            warm.insert(name.clone(), default_start(c, p, var.device())?);
         }
-        Ok(Warm { blocks })
+        Ok(NeonCore {
+            group: Group::new(label, params),
+            momentum,
+            warm,
+        })
     }
 
-    fn state(&self, out: &mut Vec<(String, Tensor)>) {
-        for (name, b) in &self.blocks {
-            out.push((format!("warm.{name}"), b.clone()));
+    /// For every matrix: fold its gradient into the momentum M, let `delta` turn (name, M, warm
+    /// block) into (update, next warm block), and apply W ← W(1 − lr·wd) − update.
+    fn step(
+        &mut self,
+        grads: &Grads,
+        lr: f64,
+        weight_decay: f64,
+        mut delta: impl FnMut(&str, &Tensor, Option<&Tensor>) -> Result<(Tensor, Tensor)>,
+    ) -> Result<()> {
+        for (name, var) in &self.group.params {
+            let m = self.momentum.update_from(grads, name, var)?;
+            let (upd, block) = delta(name, &m, self.warm.get(name))?;
+            apply_update(var, lr, weight_decay, upd)?;
+            self.warm.insert(name.clone(), block);
         }
+        Ok(())
     }
 
-    fn load(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        for (name, b) in self.blocks.iter_mut() {
-            let dims = b.dims().to_vec();
-            let dev = b.device().clone();
-            *b = take_shaped(state, &format!("warm.{name}"), &dims, &dev)?;
+    /// `momentum.NAME` per matrix, then `warm.NAME` per matrix.
+    fn visit_state(&mut self, visit: &mut Visitor<'_>) -> Result<()> {
+        self.momentum.visit_state(visit)?;
+        for (name, b) in self.warm.iter_mut() {
+            visit(format!("warm.{name}"), Slot::Tensor(b))?;
         }
         Ok(())
     }
 }
 
-/// Both Neon forms keep the same state: momentum buffers and the warm-start singular vectors.
-fn neon_state(momentum: &Momentum, warm: &Warm) -> Vec<(String, Tensor)> {
-    let mut out = Vec::new();
-    momentum.state(&mut out);
-    warm.state(&mut out);
-    out
-}
-
-fn load_neon_state(
-    label: &str,
-    momentum: &mut Momentum,
-    warm: &mut Warm,
-    params: &BTreeMap<String, Var>,
-    state: &HashMap<String, Tensor>,
-) -> Result<()> {
-    momentum
-        .load_state(state, params)
-        .with_context(|| format!("optimizer group {label}"))?;
-    warm.load(state)
-        .with_context(|| format!("optimizer group {label}"))
-}
-
 /// Nuclear-norm Neon: δW = −lr·scale·u₁v₁ᵀ ("lmo") or −lr·σ₁·u₁v₁ᵀ ("sigma").
 pub struct Neon {
-    label: String,
+    core: NeonCore,
     cfg: NeonConfig,
-    params: BTreeMap<String, Var>,
-    momentum: Momentum,
-    warm: Warm,
-    /// Solver iterations used by the last step, summed over matrices (for logs).
+    /// Solver iterations used by the last step, summed over matrices.
     pub last_iters: usize,
 }
 
 impl Neon {
     pub fn new(label: &str, cfg: NeonConfig, params: BTreeMap<String, Var>) -> Result<Self> {
-        let momentum = Momentum::new(cfg.momentum, cfg.nesterov, &params)?;
-        let warm = Warm::new(&params, 1, cfg.oversample)?;
+        let mom = (cfg.momentum, cfg.nesterov);
+        let core = NeonCore::new(label, params, mom, 1, cfg.oversample)?;
         Ok(Neon {
-            label: label.to_string(),
+            core,
             cfg,
-            params,
-            momentum,
-            warm,
             last_iters: 0,
         })
     }
 }
 
 impl Optimizer for Neon {
-    fn label(&self) -> &str {
-        &self.label
-    }
-    fn param_names(&self) -> Vec<String> {
-        self.params.keys().cloned().collect()
+    fn group(&self) -> &Group {
+        &self.core.group
     }
     fn base_lr(&self) -> f64 {
         self.cfg.lr
     }
 
     fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
-        self.last_iters = 0;
-        for (name, var) in &self.params {
-            let g = grad_of(grads, name, var)?;
-            let m = self.momentum.update(name, &g)?;
-            let top = top_singular(
-                &m,
-                1,
-                self.cfg.oversample,
-                self.warm.blocks.get(name),
-                self.cfg.iters,
-                self.cfg.tol,
-            )?;
-            self.last_iters += top.iters;
+        let cfg = &self.cfg;
+        let iters = &mut self.last_iters;
+        *iters = 0;
+        self.core.step(grads, lr, cfg.weight_decay, |_, m, warm| {
+            let top = top_singular(m, 1, cfg.oversample, warm, cfg.iters, cfg.tol)?;
+            *iters += top.iters;
             let (r, c) = m.dims2()?;
-            let coef = match self.cfg.form {
-                NeonForm::Lmo => self.cfg.scale.factor(r, c),
+            let coef = match cfg.form {
+                NeonForm::Lmo => cfg.scale.factor(r, c),
                 NeonForm::Sigma => top.s[0],
             };
             let upd = top.u.matmul(&top.v.t()?)?;
-            let w = (var.as_tensor() * (1.0 - lr * self.cfg.weight_decay))?;
-            var.set(&(w - (upd * (lr * coef))?)?)?;
-            self.warm.blocks.insert(name.clone(), top.block);
-        }
-        Ok(())
+            Ok(((upd * (lr * coef))?, top.block))
+        })
     }
 
-    fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        Ok(neon_state(&self.momentum, &self.warm))
+    fn visit_state(&mut self, visit: &mut Visitor<'_>) -> Result<()> {
+        self.core.visit_state(visit)
     }
 
-    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        load_neon_state(
-            &self.label,
-            &mut self.momentum,
-            &mut self.warm,
-            &self.params,
-            state,
-        )
+    /// `solver_iterations`: top-triplet iterations of the last step, summed over matrices.
+    fn diagnostics(&self) -> Vec<(String, f64)> {
+        vec![("solver_iterations".to_string(), self.last_iters as f64)]
     }
 }
 
 /// F*-norm Neon: δW = −lr·U·diag([σᵢ − τ]₊)·Vᵀ with the exact τ of [`fstar_tau`].
 pub struct NeonFStar {
-    label: String,
+    core: NeonCore,
     cfg: NeonFStarConfig,
-    params: BTreeMap<String, Var>,
-    momentum: Momentum,
-    warm: Warm,
     /// Matrices whose τ rule wanted more than `max_rank` triplets (counted over the run).
     pub truncated: usize,
-    /// Active rank k per matrix on the last step (for logs).
+    /// Active rank k per matrix on the last step.
     pub last_ranks: BTreeMap<String, usize>,
 }
 
 impl NeonFStar {
     pub fn new(label: &str, cfg: NeonFStarConfig, params: BTreeMap<String, Var>) -> Result<Self> {
-        let momentum = Momentum::new(cfg.momentum, cfg.nesterov, &params)?;
-        let warm = Warm::new(&params, cfg.max_rank, cfg.oversample)?;
+        let mom = (cfg.momentum, cfg.nesterov);
+        let core = NeonCore::new(label, params, mom, cfg.max_rank, cfg.oversample)?;
         Ok(NeonFStar {
-            label: label.to_string(),
+            core,
             cfg,
-            params,
-            momentum,
-            warm,
             truncated: 0,
             last_ranks: BTreeMap::new(),
         })
@@ -177,7 +152,7 @@ impl NeonFStar {
 }
 
 /// The F* direction U·diag([σ − τ]₊)·Vᵀ from `rank` computed triplets; also returns the active
-/// rank and whether the rule ran past the computed triplets (truncated).
+/// rank, whether the rule ran past the computed triplets (truncated), and the next warm block.
 pub fn fstar_direction(
     m: &Tensor,
     rank: usize,
@@ -202,50 +177,47 @@ pub fn fstar_direction(
 }
 
 impl Optimizer for NeonFStar {
-    fn label(&self) -> &str {
-        &self.label
-    }
-    fn param_names(&self) -> Vec<String> {
-        self.params.keys().cloned().collect()
+    fn group(&self) -> &Group {
+        &self.core.group
     }
     fn base_lr(&self) -> f64 {
         self.cfg.lr
     }
 
     fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
-        for (name, var) in &self.params {
-            let g = grad_of(grads, name, var)?;
-            let m = self.momentum.update(name, &g)?;
-            let (dir, k, truncated, block) = fstar_direction(
-                &m,
-                self.cfg.max_rank,
-                self.cfg.oversample,
-                self.warm.blocks.get(name),
-                self.cfg.iters,
-                self.cfg.tol,
-            )?;
-            if truncated {
-                self.truncated += 1;
-            }
-            self.last_ranks.insert(name.clone(), k);
-            let w = (var.as_tensor() * (1.0 - lr * self.cfg.weight_decay))?;
-            var.set(&(w - (dir * lr)?)?)?;
-            self.warm.blocks.insert(name.clone(), block);
+        let cfg = &self.cfg;
+        let (truncated, ranks) = (&mut self.truncated, &mut self.last_ranks);
+        self.core
+            .step(grads, lr, cfg.weight_decay, |name, m, warm| {
+                let (dir, k, cut, block) =
+                    fstar_direction(m, cfg.max_rank, cfg.oversample, warm, cfg.iters, cfg.tol)?;
+                if cut {
+                    *truncated += 1;
+                }
+                ranks.insert(name.to_string(), k);
+                Ok(((dir * lr)?, block))
+            })
+    }
+
+    fn visit_state(&mut self, visit: &mut Visitor<'_>) -> Result<()> {
+        self.core.visit_state(visit)
+    }
+
+    /// `truncated` (matrices over the run whose τ rule ran past `max_rank`), and the last step's
+    /// active ranks: `rank_min`, `rank_mean`, `rank_max` over the matrices.
+    fn diagnostics(&self) -> Vec<(String, f64)> {
+        let mut out = vec![("truncated".to_string(), self.truncated as f64)];
+        let ranks: Vec<f64> = self.last_ranks.values().map(|&k| k as f64).collect();
+        if !ranks.is_empty() {
+            let min = ranks.iter().cloned().fold(f64::INFINITY, f64::min);
+            let max = ranks.iter().cloned().fold(0.0, f64::max);
+            let mean = ranks.iter().sum::<f64>() / ranks.len() as f64;
+            out.extend([
+                ("rank_min".to_string(), min),
+                ("rank_mean".to_string(), mean),
+                ("rank_max".to_string(), max),
+            ]);
         }
-        Ok(())
-    }
-
-    fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        Ok(neon_state(&self.momentum, &self.warm))
-    }
-
-    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        load_neon_state(
-            &self.label,
-            &mut self.momentum,
-            &mut self.warm,
-            &self.params,
-            state,
-        )
+        out
     }
 }

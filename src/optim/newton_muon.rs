@@ -1,5 +1,6 @@
-//! Newton-Muon (arXiv 2604.01472, the authors' record-4 script "NM-1"; spec "Newton-Muon"):
-//! G ← G·K⁻¹ before Muon, with K the damped running second moment of the layer input.
+//! Newton-Muon (arXiv 2604.01472, the authors' record-4 script "NM-1"; docs/optimizers.md
+//! "newton_muon.rs"): G ← G·K⁻¹ before Muon, with K the damped running second moment of the
+//! layer input.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,8 +12,7 @@ use rayon::prelude::*;
 use super::config::{MuonConfig, NewtonMuonConfig};
 use super::linalg::cholesky_inverse;
 use super::muon::Muon;
-use super::state::{take_scalar, take_shaped};
-use super::{grad_of, Grads, Optimizer};
+use super::{grad_of, load_group, Grads, Group, Optimizer, Slot, Visitor};
 
 /// One input statistic: S (EMA of XᵀX/N), its damped inverse K⁻¹, and this step's accumulator.
 struct Stat {
@@ -24,14 +24,13 @@ struct Stat {
 
 /// Newton-Muon over the 2-D hidden matrices.
 pub struct NewtonMuon {
-    label: String,
     cfg: NewtonMuonConfig,
     muon: Muon,
     /// Per weight: its column blocks' statistics (one block = the whole input).
     stats: BTreeMap<String, Vec<Stat>>,
     /// Completed steps (decides which steps are refresh steps).
     t: u64,
-    /// Factorisations that failed (previous inverse kept); exposed for logs.
+    /// Factorisations that failed (previous inverse kept), counted over the run.
     pub cholesky_failures: AtomicUsize,
     /// Refresh steps on which a weight received no layer input (its statistic was not updated).
     pub missing_inputs: usize,
@@ -85,7 +84,6 @@ impl NewtonMuon {
         };
         let muon = Muon::new(label, mcfg, params, ns_dtype)?;
         Ok(NewtonMuon {
-            label: label.to_string(),
             cfg,
             muon,
             stats,
@@ -120,7 +118,7 @@ impl NewtonMuon {
 
     /// Fold this step's averaged statistic into S (EMA) and refactor K for every block that got
     /// inputs. Factorisations run on the host, in parallel over blocks. S and K⁻¹ are stored in
-    /// fp32 as the spec says, but the factorisation itself accumulates in f64: it costs nothing
+    /// fp32 (docs/optimizers.md: all state is fp32), but the factorisation itself accumulates in f64: it costs nothing
     /// extra at 768² and keeps K⁻¹ accurate to fp32 rounding at the ridge-limited condition
     /// numbers (≤ ~5·in); a non-positive pivot is still reported and the old inverse kept.
     fn refresh(&mut self) -> Result<()> {
@@ -171,12 +169,8 @@ impl NewtonMuon {
 }
 
 impl Optimizer for NewtonMuon {
-    fn label(&self) -> &str {
-        &self.label
-    }
-
-    fn param_names(&self) -> Vec<String> {
-        self.muon.param_names()
+    fn group(&self) -> &Group {
+        self.muon.group()
     }
 
     fn base_lr(&self) -> f64 {
@@ -188,7 +182,7 @@ impl Optimizer for NewtonMuon {
             self.refresh()?;
         }
         let mut pg = Grads::new();
-        for (name, var) in self.muon.params() {
+        for (name, var) in &self.muon.group().params {
             let g = grad_of(grads, name, var)?;
             pg.insert(name.clone(), self.precondition(name, &g)?);
         }
@@ -197,42 +191,38 @@ impl Optimizer for NewtonMuon {
         Ok(())
     }
 
-    fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        let dev = self
-            .stats
-            .values()
-            .next()
-            .map(|b| b[0].s.device().clone())
-            .unwrap_or(Device::Cpu);
-        let mut out = vec![("step".to_string(), Tensor::new(&[self.t as f64], &dev)?)];
-        out.extend(self.muon.state()?);
-        for (name, blocks) in &self.stats {
-            for (j, st) in blocks.iter().enumerate() {
-                out.push((format!("stat.{name}.{j}"), st.s.clone()));
-                out.push((format!("inv.{name}.{j}"), st.inv.clone()));
-            }
-        }
-        Ok(out)
-    }
-
-    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        let label = self.label.clone();
-        let ctx = || format!("optimizer group {label}");
-        self.t = take_scalar(state, "step").with_context(ctx)? as u64;
-        self.muon.load_state(state)?;
+    /// `step`, Muon's `momentum.NAME`, then `stat.NAME.J` and `inv.NAME.J` per column block J.
+    fn visit_state(&mut self, visit: &mut Visitor<'_>) -> Result<()> {
+        visit("step".to_string(), Slot::Counter(&mut self.t))?;
+        self.muon.visit_state(visit)?;
         for (name, blocks) in self.stats.iter_mut() {
             for (j, st) in blocks.iter_mut().enumerate() {
-                let dims = st.s.dims().to_vec();
-                let dev = st.s.device().clone();
-                st.s = take_shaped(state, &format!("stat.{name}.{j}"), &dims, &dev)
-                    .with_context(ctx)?;
-                st.inv = take_shaped(state, &format!("inv.{name}.{j}"), &dims, &dev)
-                    .with_context(ctx)?;
-                st.acc = None;
-                st.count = 0;
+                visit(format!("stat.{name}.{j}"), Slot::Tensor(&mut st.s))?;
+                visit(format!("inv.{name}.{j}"), Slot::Tensor(&mut st.inv))?;
             }
         }
         Ok(())
+    }
+
+    /// The declared state; a half-accumulated statistic is dropped.
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        load_group(self, state)?;
+        for st in self.stats.values_mut().flatten() {
+            st.acc = None;
+            st.count = 0;
+        }
+        Ok(())
+    }
+
+    /// `cholesky_failures` and `missing_inputs`, both counted over the run.
+    fn diagnostics(&self) -> Vec<(String, f64)> {
+        vec![
+            (
+                "cholesky_failures".to_string(),
+                self.cholesky_failures.load(Ordering::Relaxed) as f64,
+            ),
+            ("missing_inputs".to_string(), self.missing_inputs as f64),
+        ]
     }
 
     fn wants_layer_inputs(&self, step: usize) -> bool {

@@ -1,11 +1,12 @@
-//! Quintic Newton–Schulz orthogonalisation (spec "Muon", step 2; record 4's
-//! `zeropower_via_newtonschulz5`): approximates msgn(U) = P·Qᵀ for U = P·S·Qᵀ.
+//! Quintic Newton–Schulz orthogonalisation (Jordan et al. 2024, the Muon blog; modded-nanogpt
+//! record 4's `zeropower_via_newtonschulz5`): approximates msgn(U) = P·Qᵀ for U = P·S·Qᵀ.
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor, D};
 
 /// Record-4 coefficients, chosen to maximise the slope at 0; the iteration then maps singular
-/// values into roughly [0.7, 1.2] instead of exactly 1 (spec), which the record found harmless.
+/// values into roughly [0.7, 1.2] instead of exactly 1 (Jordan et al. 2024), which the record
+/// found harmless.
 pub const NS_COEFFS: (f64, f64, f64) = (3.4445, -4.7750, 2.0315);
 /// Added to ‖U‖_F before dividing so a zero update stays zero instead of NaN.
 pub const NS_EPS: f64 = 1e-7;

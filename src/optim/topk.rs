@@ -1,5 +1,6 @@
 //! Top singular triplets by block subspace (power) iteration with Rayleigh–Ritz, warm-started
-//! (spec "Neon": O(m·n·p) per iteration instead of Muon's O(m·n·min(m, n))). The two m×n
+//! (docs/optimizers.md "neon.rs, topk.rs": O(m·n·p) per iteration instead of Muon's
+//! O(m·n·min(m, n))). The two m×n
 //! products per iteration run on the tensor's device; only p × p Gram matrices go to the host.
 
 use anyhow::{bail, Result};
@@ -19,8 +20,6 @@ pub struct TopK {
     pub block: Tensor,
     /// Iterations run.
     pub iters: usize,
-    /// Largest relative residual max ‖Mᵀuᵢ − σᵢvᵢ‖/σ₁ of the returned triplets.
-    pub residual: f64,
 }
 
 /// A fixed, well-spread (n, p) start block (deterministic so runs are reproducible): cosines of
@@ -120,14 +119,12 @@ pub fn top_singular(
             let uk = w.matmul(&q)?.broadcast_mul(&inv_s)?;
             // Keep the rotated block (Ritz vectors first) as the next warm start.
             let block = v.matmul(&q_full)?;
-            let residual = worst / s[0].max(f64::MIN_POSITIVE);
             return Ok(TopK {
                 s,
                 u: uk,
                 v: vk,
                 block,
                 iters: done,
-                residual,
             });
         }
         v = orthonormalize(&z)?;
@@ -135,7 +132,7 @@ pub fn top_singular(
     }
 }
 
-/// The exact F* threshold (spec "Neon"): with σ sorted descending, the largest k such that
+/// The exact F* threshold ("From Muon to Neon"): with σ sorted descending, the largest k such that
 /// σ_k > (σ₁ + … + σ_k)/(k + 1) gives τ = (σ₁ + … + σ_k)/(k + 1), the root of Σ[σᵢ − τ]₊ = τ.
 /// Returns (k, τ) and whether the given σ ran out before the rule stopped (σ_{k+1} > τ unknown).
 pub fn fstar_tau(sigma: &[f64]) -> (usize, f64, bool) {

@@ -11,6 +11,8 @@ use super::linalg::symmetric_eigen;
 use super::newton_schulz::newton_schulz;
 use super::*;
 
+mod neon;
+
 pub(super) fn golden() -> HashMap<String, Tensor> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
