@@ -132,7 +132,7 @@ impl Optimizer for Neon {
 pub struct NeonFStar {
     core: NeonCore,
     cfg: NeonFStarConfig,
-    /// Matrices whose τ rule wanted more than `max_rank` triplets (counted over the run).
+    /// Matrices whose τ rule wanted more than `max_rank` triplets on the last step.
     pub truncated: usize,
     /// Active rank k per matrix on the last step.
     pub last_ranks: BTreeMap<String, usize>,
@@ -186,6 +186,7 @@ impl Optimizer for NeonFStar {
 
     fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
         let cfg = &self.cfg;
+        self.truncated = 0;
         let (truncated, ranks) = (&mut self.truncated, &mut self.last_ranks);
         self.core
             .step(grads, lr, cfg.weight_decay, |name, m, warm| {
@@ -203,8 +204,8 @@ impl Optimizer for NeonFStar {
         self.core.visit_state(visit)
     }
 
-    /// `truncated` (matrices over the run whose τ rule ran past `max_rank`), and the last step's
-    /// active ranks: `rank_min`, `rank_mean`, `rank_max` over the matrices.
+    /// `truncated` (matrices whose τ rule ran past `max_rank` on the last step), and the last
+    /// step's active ranks: `rank_min`, `rank_mean`, `rank_max` over the matrices.
     fn diagnostics(&self) -> Vec<(String, f64)> {
         let mut out = vec![("truncated".to_string(), self.truncated as f64)];
         let ranks: Vec<f64> = self.last_ranks.values().map(|&k| k as f64).collect();

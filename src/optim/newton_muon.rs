@@ -30,9 +30,11 @@ pub struct NewtonMuon {
     stats: BTreeMap<String, Vec<Stat>>,
     /// Completed steps (decides which steps are refresh steps).
     t: u64,
-    /// Factorisations that failed (previous inverse kept), counted over the run.
+    /// Factorisations that failed on the last refresh (their previous inverse was kept).
     pub cholesky_failures: AtomicUsize,
-    /// Refresh steps on which a weight received no layer input (its statistic was not updated).
+    /// Weights that received no layer input on the last refresh (their statistic was not
+    /// updated). Per refresh rather than cumulative, so a resumed run reports what a straight
+    /// one does.
     pub missing_inputs: usize,
 }
 
@@ -123,6 +125,8 @@ impl NewtonMuon {
     /// numbers (≤ ~5·in); a non-positive pivot is still reported and the old inverse kept.
     fn refresh(&mut self) -> Result<()> {
         let (alpha, ridge) = (self.cfg.ema, self.cfg.ridge);
+        self.missing_inputs = 0;
+        self.cholesky_failures.store(0, Ordering::Relaxed);
         let mut jobs: Vec<(&mut Stat, Vec<f32>, usize, Device)> = Vec::new();
         for (_, blocks) in self.stats.iter_mut() {
             if blocks.iter().any(|st| st.acc.is_none()) {
@@ -214,7 +218,7 @@ impl Optimizer for NewtonMuon {
         Ok(())
     }
 
-    /// `cholesky_failures` and `missing_inputs`, both counted over the run.
+    /// `cholesky_failures` and `missing_inputs` of the last refresh.
     fn diagnostics(&self) -> Vec<(String, f64)> {
         vec![
             (

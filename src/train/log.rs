@@ -41,15 +41,22 @@ pub enum Record {
         train_time_ms: f64,
         val_loss: f64,
     },
+    /// The optimizer's diagnostics ([`crate::optim::Optimizer::diagnostics`]) after `step`
+    /// steps, written when they differ from the last ones written.
+    Optim {
+        step: usize,
+        values: BTreeMap<String, f64>,
+    },
 }
 
 impl Record {
     /// The step a record belongs to (a resume truncates the log by it).
     pub fn step(&self) -> usize {
         match self {
-            Record::Train { step, .. } | Record::Val { step, .. } | Record::Target { step, .. } => {
-                *step
-            }
+            Record::Train { step, .. }
+            | Record::Val { step, .. }
+            | Record::Target { step, .. }
+            | Record::Optim { step, .. } => *step,
         }
     }
 }

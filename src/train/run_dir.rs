@@ -1,11 +1,14 @@
 //! The files of one run directory besides checkpoints: `config.toml`, `meta.json`, `log.jsonl`,
 //! `summary.json` (documented in docs/run-format.md; read back by `speedrun compare`).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+
+use super::log::Record;
 
 /// Static facts about a run, written once when it starts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -89,4 +92,17 @@ pub fn truncate_log(path: &Path, step: usize) -> Result<()> {
         }
     }
     crate::fsutil::write_atomic(path, kept.as_bytes())
+}
+
+/// The values of the last `optim` record of a log (empty when there is none): a resumed run
+/// writes diagnostics only where they change from these, as the straight run did.
+pub fn last_diagnostics(path: &Path) -> BTreeMap<String, f64> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .rev()
+        .find_map(|l| match serde_json::from_str::<Record>(l) {
+            Ok(Record::Optim { values, .. }) => Some(values),
+            _ => None,
+        })
+        .unwrap_or_default()
 }

@@ -68,6 +68,8 @@ pub struct Trainer {
     resumed_at: Option<usize>,
     last_checkpoint: Option<PathBuf>,
     device_name: String,
+    /// The optimizer diagnostics last written to the log.
+    last_diag: BTreeMap<String, f64>,
     log: JsonlLog,
     console: Console,
 }
@@ -103,6 +105,7 @@ impl Trainer {
             resumed_at: None,
             last_checkpoint: None,
             device_name: crate::device::describe(&exec.device),
+            last_diag: run_dir::last_diagnostics(&opts.run_dir.join("log.jsonl")),
             log: start::prepare_run_dir(cfg, &opts, state.as_ref())?,
             console: Console::new(cfg.train.steps, 0, false),
             opts,
@@ -330,6 +333,14 @@ impl Trainer {
             step_ms: out.ms,
             train_time_ms,
         })?;
+        let diag = self.opt.diagnostics();
+        if diag != self.last_diag {
+            self.log.write(&Record::Optim {
+                step,
+                values: diag.clone(),
+            })?;
+            self.last_diag = diag;
+        }
         let train = &self.cfg.train;
         if step <= 5 || step % train.log_every.max(1) == 0 {
             let avg = self.progress.step_avg_ms();
