@@ -510,3 +510,32 @@ fn diverged_run_with_null_loss_is_kept_and_left_out_of_loss_stats() {
     );
     plot::plot_runs(&[r], Some(3.28), &dir.path().join("d.svg")).unwrap();
 }
+
+#[test]
+fn unknown_record_kinds_are_skipped() {
+    // Kinds added to the log later (e.g. "diag") are skipped; "target" records are read and
+    // checked but the target is recomputed from the val records.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("log.jsonl"),
+        concat!(
+            r#"{"kind":"val","step":0,"val_loss":10.8,"tokens":0,"train_time_ms":0.0}"#,
+            "\n",
+            r#"{"kind":"diag","step":1,"grad_norm":0.5}"#,
+            "\n",
+            r#"{"kind":"target","step":0,"tokens":0,"train_time_ms":0.0,"val_loss":10.8}"#,
+            "\n",
+            r#"{"kind":"train","step":1,"loss":9.9,"tokens":64,"step_ms":5.0,"train_time_ms":0.0}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let r = load_run(dir.path()).unwrap();
+    assert_eq!((r.val.len(), r.train.len()), (1, 1));
+    std::fs::write(dir.path().join("log.jsonl"), "{\"step\":1}\n{}\n").unwrap();
+    let e = format!("{:#}", load_run(dir.path()).unwrap_err());
+    assert!(
+        e.contains("log.jsonl:1: record without a \"kind\" string"),
+        "{e}"
+    );
+}
