@@ -1,4 +1,7 @@
-//! Reading one run directory (`runs/<name>/`) into a [`RunRecord`].
+//! Reading one run directory (`runs/<name>/`, docs/run-format.md) into a [`RunRecord`], with the
+//! trainer's own types: [`Record`] for `log.jsonl`, [`Summary`] and [`Meta`] for the JSON files.
+use crate::train::log::Record;
+use crate::train::run_dir::{read_summary, Meta, Summary};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -21,37 +24,15 @@ pub struct TrainPoint {
     pub step: u64,
     pub loss: f64,
     pub tokens: u64,
-    pub step_ms: Option<f64>,
+    pub step_ms: f64,
     pub train_time_ms: f64,
-}
-
-/// `summary.json`; every field optional because the trainer's schema may still move and a
-/// refreshed-at-validation summary of a live run lacks the final fields.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-pub struct Summary {
-    pub name: Option<String>,
-    pub optim: Option<String>,
-    pub seed: Option<i64>,
-    pub target_loss: Option<f64>,
-    pub reached_target: Option<bool>,
-    pub target_step: Option<u64>,
-    pub target_tokens: Option<u64>,
-    pub target_train_time_ms: Option<f64>,
-    pub final_step: Option<u64>,
-    pub final_val_loss: Option<f64>,
-    pub final_train_time_ms: Option<f64>,
-    pub step_avg_ms: Option<f64>,
-    pub tok_per_s: Option<f64>,
-    #[serde(default)]
-    pub finished: bool,
-    pub device: Option<String>,
 }
 
 /// Everything `compare` needs from one run directory.
 #[derive(Debug, Clone)]
 pub struct RunRecord {
     pub dir: PathBuf,
-    /// `name` from config.toml, else the directory name.
+    /// The directory name (the trainer's `--name`).
     pub name: String,
     pub seed: Option<i64>,
     /// `[optim] name`, else `summary.optim`, else "?".
@@ -77,31 +58,15 @@ fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))
 }
 
-fn num(v: &serde_json::Value, key: &str) -> Option<f64> {
-    v.get(key).and_then(|x| x.as_f64())
+/// The `kind` of a log line, read before the full [`Record`] so that kinds this reader does not
+/// know (later additions to the log) can be skipped.
+#[derive(Deserialize)]
+struct KindOf {
+    #[serde(default)]
+    kind: serde_json::Value,
 }
 
-fn req_f64(v: &serde_json::Value, key: &str) -> Result<f64> {
-    num(v, key).ok_or_else(|| anyhow!("missing or non-numeric \"{key}\""))
-}
-
-fn req_u64(v: &serde_json::Value, key: &str) -> Result<u64> {
-    v.get(key)
-        .and_then(|x| x.as_u64())
-        .ok_or_else(|| anyhow!("missing or non-integer \"{key}\""))
-}
-
-/// A diverged run's loss is NaN, which serde_json (like Python's json with allow_nan=False)
-/// writes as `null`: read `null` back as NaN, but a missing key is still an error.
-fn loss_or_nan(v: &serde_json::Value, key: &str) -> Result<f64> {
-    match v.get(key) {
-        Some(serde_json::Value::Null) => Ok(f64::NAN),
-        Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("nan") => Ok(f64::NAN),
-        _ => req_f64(v, key),
-    }
-}
-
-/// Parse `log.jsonl`. A last line that does not parse is the trainer mid-append and is skipped;
+/// Parse `log.jsonl`. A last line that is not JSON is the trainer mid-append and is skipped;
 /// any other bad line is an error naming the file and line.
 pub(crate) fn parse_log(path: &Path, text: &str) -> Result<(Vec<ValPoint>, Vec<TrainPoint>)> {
     let lines: Vec<&str> = text.lines().collect();
@@ -111,43 +76,50 @@ pub(crate) fn parse_log(path: &Path, text: &str) -> Result<(Vec<ValPoint>, Vec<T
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(_) if Some(i) == last_nonempty => break,
-            Err(e) => bail!("{}:{}: malformed JSON: {e}", path.display(), i + 1),
-        };
         let at = || format!("{}:{}", path.display(), i + 1);
-        match v.get("kind").and_then(|k| k.as_str()) {
-            Some("val") => {
-                let p = (|| -> Result<ValPoint> {
-                    Ok(ValPoint {
-                        step: req_u64(&v, "step")?,
-                        tokens: req_u64(&v, "tokens")?,
-                        train_time_ms: req_f64(&v, "train_time_ms")?,
-                        val_loss: loss_or_nan(&v, "val_loss")?,
-                    })
-                })()
-                .with_context(|| format!("{}: bad val record", at()))?;
-                val.push(p);
-            }
-            Some("train") => {
-                let p = (|| -> Result<TrainPoint> {
-                    Ok(TrainPoint {
-                        step: req_u64(&v, "step")?,
-                        loss: num(&v, "loss").unwrap_or(f64::NAN),
-                        tokens: req_u64(&v, "tokens")?,
-                        step_ms: num(&v, "step_ms"),
-                        train_time_ms: num(&v, "train_time_ms").unwrap_or(0.0),
-                    })
-                })()
-                .with_context(|| format!("{}: bad train record", at()))?;
-                train.push(p);
-            }
-            // "target" duplicates the val record it came from: the target is recomputed from
-            // the val records so that `--target` can move it. Unknown kinds are future
-            // additions and are skipped.
-            Some(_) => {}
+        let kind = match serde_json::from_str::<KindOf>(line) {
+            Ok(k) => k.kind,
+            Err(e) if e.is_data() => serde_json::Value::Null,
+            Err(_) if Some(i) == last_nonempty => break,
+            Err(e) => bail!("{}: malformed JSON: {e}", at()),
+        };
+        let kind = match kind.as_str() {
+            Some(k @ ("train" | "val" | "target")) => k,
+            // Kinds added to the log later are skipped.
+            Some(_) => continue,
             None => bail!("{}: record without a \"kind\" string", at()),
+        };
+        let record: Record =
+            serde_json::from_str(line).with_context(|| format!("{}: bad {kind} record", at()))?;
+        match record {
+            Record::Val {
+                step,
+                val_loss,
+                tokens,
+                train_time_ms,
+            } => val.push(ValPoint {
+                step: step as u64,
+                tokens,
+                train_time_ms,
+                val_loss,
+            }),
+            Record::Train {
+                step,
+                loss,
+                tokens,
+                step_ms,
+                train_time_ms,
+                ..
+            } => train.push(TrainPoint {
+                step: step as u64,
+                loss,
+                tokens,
+                step_ms,
+                train_time_ms,
+            }),
+            // "target" duplicates the val record it came from: the target is recomputed from
+            // the val records so that `--target` can move it.
+            Record::Target { .. } => {}
         }
     }
     Ok((val, train))
@@ -200,6 +172,39 @@ fn key_hparams(config: &toml::Value) -> Vec<(String, String)> {
     out
 }
 
+/// The optional files of a run directory; a present file that does not parse is an error.
+fn read_config(dir: &Path) -> Result<toml::Value> {
+    let path = dir.join("config.toml");
+    if !path.exists() {
+        return Ok(toml::Value::Table(Default::default()));
+    }
+    toml::from_str(&read(&path)?).map_err(|e| {
+        anyhow!(
+            "{}: malformed TOML: {}",
+            path.display(),
+            crate::one_line(&e.to_string())
+        )
+    })
+}
+
+fn read_meta(dir: &Path) -> Result<Meta> {
+    let path = dir.join("meta.json");
+    if !path.exists() {
+        return Ok(Meta::default());
+    }
+    serde_json::from_str(&read(&path)?)
+        .with_context(|| format!("{}: malformed JSON", path.display()))
+}
+
+/// A written string field, `None` when the file left it out (it defaults to empty).
+fn given(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+fn toml_f64(v: &toml::Value) -> Option<f64> {
+    v.as_float().or_else(|| v.as_integer().map(|i| i as f64))
+}
+
 /// Read one run directory. Needs `log.jsonl` or `summary.json`; `config.toml` and `meta.json`
 /// are optional (a run that crashed before writing them still shows up), but a present file
 /// that does not parse is an error.
@@ -207,29 +212,9 @@ pub fn load_run(dir: &Path) -> Result<RunRecord> {
     if !dir.is_dir() {
         bail!("{}: not a directory", dir.display());
     }
-    let cfg_path = dir.join("config.toml");
-    let config: toml::Value = if cfg_path.exists() {
-        toml::from_str(&read(&cfg_path)?)
-            .map_err(|e| anyhow!("{}: malformed TOML: {}", cfg_path.display(), one_line(&e)))?
-    } else {
-        toml::Value::Table(Default::default())
-    };
-    let meta_path = dir.join("meta.json");
-    let meta: serde_json::Value = if meta_path.exists() {
-        serde_json::from_str(&read(&meta_path)?)
-            .with_context(|| format!("{}: malformed JSON", meta_path.display()))?
-    } else {
-        serde_json::Value::Null
-    };
-    let sum_path = dir.join("summary.json");
-    let summary: Option<Summary> = if sum_path.exists() {
-        Some(
-            serde_json::from_str(&read(&sum_path)?)
-                .with_context(|| format!("{}: malformed summary", sum_path.display()))?,
-        )
-    } else {
-        None
-    };
+    let config = read_config(dir)?;
+    let meta = read_meta(dir)?;
+    let summary = read_summary(dir)?;
     let log_path = dir.join("log.jsonl");
     let (val, train) = if log_path.exists() {
         parse_log(&log_path, &read(&log_path)?)?
@@ -241,63 +226,46 @@ pub fn load_run(dir: &Path) -> Result<RunRecord> {
             dir.display()
         );
     };
-
-    let dir_name = dir
+    // A run is named by its directory (the trainer's `--name`); config.toml's `name` is the preset.
+    let name = dir
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| dir.display().to_string());
-    let s = summary.clone().unwrap_or_default();
-    // A run is named by its directory (the trainer's `--name`); config.toml's `name` is the preset.
-    let name = dir_name;
-    let seed = config.get("seed").and_then(|v| v.as_integer()).or(s.seed);
+    let s = summary.as_ref();
     let optim = config
         .get("optim")
         .and_then(|o| o.get("name"))
         .and_then(|v| v.as_str())
         .map(str::to_string)
-        .or(s.optim.clone())
+        .or(s.and_then(|s| given(&s.optim)))
         .unwrap_or_else(|| "?".to_string());
     let train_tbl = config.get("train");
-    let target_loss = train_tbl
-        .and_then(|t| t.get("target_loss"))
-        .and_then(toml_f64)
-        .or(s.target_loss);
-    let batch_tokens = train_tbl
-        .and_then(|t| t.get("batch_tokens"))
-        .and_then(|v| v.as_integer())
-        .map(|v| v as u64);
-    let meta_str = |k: &str| meta.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let device = meta_str("device")
-        .or(s.device.clone())
-        .unwrap_or_else(|| "?".to_string());
     Ok(RunRecord {
         dir: dir.to_path_buf(),
         name,
-        seed,
+        seed: config
+            .get("seed")
+            .and_then(|v| v.as_integer())
+            .or(s.map(|s| s.seed as i64)),
         optim,
         hparams: key_hparams(&config),
+        target_loss: train_tbl
+            .and_then(|t| t.get("target_loss"))
+            .and_then(toml_f64)
+            .or(s.map(|s| s.target_loss)),
+        batch_tokens: train_tbl
+            .and_then(|t| t.get("batch_tokens"))
+            .and_then(|v| v.as_integer())
+            .map(|v| v as u64),
         config,
-        device,
-        precision: meta_str("precision"),
-        git_commit: meta_str("git_commit"),
-        target_loss,
-        batch_tokens,
+        device: given(&meta.device)
+            .or(s.and_then(|s| given(&s.device)))
+            .unwrap_or_else(|| "?".to_string()),
+        precision: given(&meta.precision),
+        git_commit: given(&meta.git_commit),
         val,
         train,
-        finished: s.finished,
+        finished: s.is_some_and(|s| s.finished),
         summary,
     })
-}
-
-fn toml_f64(v: &toml::Value) -> Option<f64> {
-    v.as_float().or_else(|| v.as_integer().map(|i| i as f64))
-}
-
-/// toml's errors span several lines (with a source excerpt); keep the first for a one-line error.
-fn one_line(e: &impl std::fmt::Display) -> String {
-    let s = e.to_string();
-    s.lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }

@@ -1,46 +1,38 @@
-//! Comparing runs: tables, plots, statistics over seeds (`speedrun compare`).
+//! Comparing runs (`speedrun compare`): tables, plots and statistics over seeds.
 //!
-//! INTERFACE CONTRACT (report, issue 6):
-//! - [`load_run`]`(dir) -> Result<RunRecord>` reads one run directory written by the trainer
-//!   (`config.toml`, `meta.json`, `log.jsonl`, optional `summary.json`). Every malformed or unreadable
-//!   input is a one-line error naming the file and the problem. A trailing unparsable line of
-//!   `log.jsonl` is ignored (the trainer may be appending to it right now).
-//! - [`compare`]`(dirs, opts) -> Result<String>` loads the runs and renders the comparison table
-//!   (markdown, csv or json) plus, for markdown and json, the statistics over seeds.
-//! - [`cli::CompareArgs`] / [`cli::run`] implement
-//!   `speedrun compare RUN_DIR… [--target X] [--format markdown|csv|json] [--plot out.svg|out.png]
-//!   [--html report.html]`.
+//! The report is a pipeline. [`expand_run_dirs`] finds the run directories, [`load_run`] reads
+//! each one (docs/run-format.md) into a [`RunRecord`], and [`Comparison::new`] builds, once, the
+//! rows (one per run, recomputed from `log.jsonl` so that `--target` can move the target), the
+//! seed groups with their statistics and the Welch tests between them. The comparison is then
+//! rendered as markdown, csv or json ([`Comparison::render`]), a plot ([`Comparison::plot`]) or
+//! a self-contained HTML page ([`Comparison::html`]).
 //!
-//! Every per-run number in the table is recomputed from `log.jsonl` (so `--target` can move the
-//! target and the numbers always match the log they came from); `summary.json` is only a fallback
-//! for fields the log cannot supply (a run whose log has no val records yet).
+//! Files import only downwards: `stats` (pure maths) and `load` at the bottom, then `row`,
+//! `seeds`, `comparison`, `cells`, and the renderers `table`, `plot`, `html` on top.
 
+mod cells;
+mod comparison;
+mod discover;
 mod html;
 mod load;
 pub mod plot;
+mod row;
+pub mod seeds;
 pub mod stats;
 mod table;
 
 #[cfg(test)]
-mod stats_tests;
-#[cfg(test)]
 mod tests;
 
-pub use html::render_html;
-pub use load::{load_run, RunRecord, Summary, TrainPoint, ValPoint};
-pub use table::{common_target, render, run_rows, RunRow};
+pub use comparison::Comparison;
+pub use discover::{expand_run_dirs, is_run_dir};
+pub use load::{load_run, RunRecord, TrainPoint, ValPoint};
+pub use row::{common_target, run_rows, RunRow, UNTIMED_STEPS};
+pub use seeds::{GroupStats, PairTest};
+pub use table::Format;
 
 use anyhow::Result;
-use std::path::PathBuf;
-
-/// Output format of the comparison table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Format {
-    #[default]
-    Markdown,
-    Csv,
-    Json,
-}
+use std::path::{Path, PathBuf};
 
 /// Options of [`compare`].
 #[derive(Debug, Clone, Default)]
@@ -50,22 +42,22 @@ pub struct CompareOpts {
     pub format: Format,
 }
 
-/// Load every run directory in `dirs` (in order) and render the comparison.
-pub fn compare(dirs: &[PathBuf], opts: &CompareOpts) -> Result<String> {
-    let runs = dirs
-        .iter()
-        .map(|d| load_run(d))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(render(&runs, opts))
+/// Load every run directory in `dirs`, in order.
+pub fn load_runs(dirs: &[PathBuf]) -> Result<Vec<RunRecord>> {
+    dirs.iter().map(|d| load_run(d)).collect()
 }
 
-/// The end of `speedrun race`: print the comparison of `dirs` and draw their plot to `plot`.
-pub fn race_report(dirs: &[PathBuf], plot_path: &std::path::Path) -> Result<()> {
-    let runs = dirs
-        .iter()
-        .map(|d| load_run(d))
-        .collect::<Result<Vec<_>>>()?;
-    println!("{}", render(&runs, &CompareOpts::default()));
+/// Load every run directory in `dirs` (in order) and render the comparison.
+pub fn compare(dirs: &[PathBuf], opts: &CompareOpts) -> Result<String> {
+    let runs = load_runs(dirs)?;
+    Ok(Comparison::new(&runs, opts.target).render(opts.format))
+}
+
+/// The end of `speedrun race`: print the comparison of `dirs` and draw their plot to `plot_path`
+/// (without a target line).
+pub fn race_report(dirs: &[PathBuf], plot_path: &Path) -> Result<()> {
+    let runs = load_runs(dirs)?;
+    println!("{}", Comparison::new(&runs, None).render(Format::Markdown));
     plot::plot_runs(&runs, None, plot_path)?;
     println!("plot: {}", plot_path.display());
     Ok(())

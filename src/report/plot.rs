@@ -1,5 +1,6 @@
 //! Val-loss plots: loss vs step and loss vs train time (two panels, one line per run, target as
 //! a dashed horizontal line). SVG or PNG chosen by the output file's extension.
+use super::comparison::Comparison;
 use super::load::RunRecord;
 use anyhow::{anyhow, bail, Result};
 use plotters::coord::Shift;
@@ -290,5 +291,12 @@ pub fn plot_runs(runs: &[RunRecord], target: Option<f64>, path: &Path) -> Result
             "{}: unsupported plot format (use a .svg or .png file name)",
             path.display()
         ),
+    }
+}
+
+impl Comparison<'_> {
+    /// Write the plot of the compared runs, with the comparison's target, to `path`.
+    pub fn plot(&self, path: &Path) -> Result<()> {
+        plot_runs(self.runs, self.target, path)
     }
 }

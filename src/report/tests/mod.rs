@@ -3,8 +3,17 @@
 //! adamw_s0..1 (never reach 3.28), neon_live (unfinished: no summary.json, partial last line).
 use super::*;
 use crate::cli::compare as cli;
-use crate::cli::compare::expand_run_dirs;
 use std::path::{Path, PathBuf};
+
+mod stats;
+
+fn render(runs: &[RunRecord], opts: &CompareOpts) -> String {
+    Comparison::new(runs, opts.target).render(opts.format)
+}
+
+fn render_html(runs: &[RunRecord], target: Option<f64>) -> anyhow::Result<String> {
+    Comparison::new(runs, target).html()
+}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs")
@@ -119,14 +128,14 @@ fn recomputed_rows_agree_with_finished_summaries() {
     for run in all_fixtures().iter().filter(|r| r.finished) {
         let s = run.summary.clone().unwrap();
         let r = RunRow::from_run(run, None);
-        assert_eq!(Some(r.reached), s.reached_target, "{}", r.name);
-        assert_eq!(r.target_step, s.target_step, "{}", r.name);
+        assert_eq!(r.reached, s.reached_target, "{}", r.name);
+        assert_eq!(r.target_step, s.target_step.map(|v| v as u64), "{}", r.name);
         assert_eq!(r.target_tokens, s.target_tokens, "{}", r.name);
         assert_eq!(r.target_train_time_ms, s.target_train_time_ms, "{}", r.name);
         assert_eq!(r.final_val_loss, s.final_val_loss, "{}", r.name);
-        assert_eq!(r.final_step, s.final_step, "{}", r.name);
-        assert!(close(r.step_avg_ms.unwrap(), s.step_avg_ms.unwrap(), 1e-12));
-        assert!(close(r.tok_per_s.unwrap(), s.tok_per_s.unwrap(), 1e-12));
+        assert_eq!(r.final_step, Some(s.final_step as u64), "{}", r.name);
+        assert!(close(r.step_avg_ms.unwrap(), s.step_avg_ms, 1e-12));
+        assert!(close(r.tok_per_s.unwrap(), s.tok_per_s, 1e-12));
     }
 }
 
@@ -484,7 +493,7 @@ fn diverged_run_with_null_loss_is_kept_and_left_out_of_loss_stats() {
     assert!(r.val[2].val_loss.is_nan());
     let row = RunRow::from_run(&r, Some(3.28));
     assert!(row.final_val_loss.unwrap().is_nan() && !row.reached);
-    let g = stats::group_stats(std::slice::from_ref(&r), &[row]);
+    let g = seeds::group_stats(std::slice::from_ref(&r), &[row]);
     assert_eq!((g[0].diverged, g[0].final_loss_mean), (1, None));
     assert_eq!(g[0].n_label(), "1 (1 running, 1 diverged)");
     let json: serde_json::Value = serde_json::from_str(&render(
@@ -500,4 +509,33 @@ fn diverged_run_with_null_loss_is_kept_and_left_out_of_loss_stats() {
         "NaN is written as null"
     );
     plot::plot_runs(&[r], Some(3.28), &dir.path().join("d.svg")).unwrap();
+}
+
+#[test]
+fn unknown_record_kinds_are_skipped() {
+    // Kinds added to the log later (e.g. "diag") are skipped; "target" records are read and
+    // checked but the target is recomputed from the val records.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("log.jsonl"),
+        concat!(
+            r#"{"kind":"val","step":0,"val_loss":10.8,"tokens":0,"train_time_ms":0.0}"#,
+            "\n",
+            r#"{"kind":"diag","step":1,"grad_norm":0.5}"#,
+            "\n",
+            r#"{"kind":"target","step":0,"tokens":0,"train_time_ms":0.0,"val_loss":10.8}"#,
+            "\n",
+            r#"{"kind":"train","step":1,"loss":9.9,"tokens":64,"step_ms":5.0,"train_time_ms":0.0}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let r = load_run(dir.path()).unwrap();
+    assert_eq!((r.val.len(), r.train.len()), (1, 1));
+    std::fs::write(dir.path().join("log.jsonl"), "{\"step\":1}\n{}\n").unwrap();
+    let e = format!("{:#}", load_run(dir.path()).unwrap_err());
+    assert!(
+        e.contains("log.jsonl:1: record without a \"kind\" string"),
+        "{e}"
+    );
 }

@@ -1,8 +1,9 @@
 //! Statistics tests: the special functions, Welch's t-test and the seed groups of the fixture
 //! runs, against scipy numbers printed by scripts/golden_stats.py.
-use super::stats::{self, ln_gamma, mean_std, reg_inc_beta, student_t_cdf, welch};
-use super::tests::{all_fixtures, close};
-use super::*;
+use super::{all_fixtures, close};
+use crate::report::seeds;
+use crate::report::stats::{ln_gamma, mean_std, reg_inc_beta, student_t_cdf, welch};
+use crate::report::*;
 
 // Golden numbers from `.venv/bin/python scripts/golden_stats.py` (scipy 1.x):
 // muon_loss mean = 3.1033333333333335
@@ -114,10 +115,10 @@ fn groups_over_seeds_on_fixtures_match_scipy() {
     let runs = all_fixtures();
     let rows = run_rows(&runs, None);
     assert_eq!(
-        stats::group_runs(&runs),
+        seeds::group_runs(&runs),
         vec![vec![0, 1, 2], vec![3, 4], vec![5]]
     );
-    let g = stats::group_stats(&runs, &rows);
+    let g = seeds::group_stats(&runs, &rows);
     let labels: Vec<&str> = g.iter().map(|g| g.label.as_str()).collect();
     assert_eq!(labels, ["muon", "adamw", "neon_live"]);
     let (m, a) = (&g[0], &g[1]);
@@ -138,7 +139,7 @@ fn groups_over_seeds_on_fixtures_match_scipy() {
         (a.track3_pass, a.reached, a.steps_mean),
         (Some(false), 0, None)
     );
-    let c = stats::compare_groups(&g);
+    let c = seeds::compare_groups(&g);
     assert_eq!((c[0].a.as_str(), c[0].b.as_str()), ("muon", "adamw"));
     assert!((c[0].final_loss.unwrap().p - 0.02711398294303568).abs() < 1e-10);
     assert!(
@@ -148,5 +149,5 @@ fn groups_over_seeds_on_fixtures_match_scipy() {
     // A config difference other than seed/name splits a group.
     let mut changed = runs[1].clone();
     changed.config["optim"]["muon"]["lr"] = toml::Value::Float(0.001);
-    assert_eq!(stats::group_runs(&[runs[0].clone(), changed]).len(), 2);
+    assert_eq!(seeds::group_runs(&[runs[0].clone(), changed]).len(), 2);
 }
