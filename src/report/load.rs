@@ -118,8 +118,8 @@ pub(crate) fn parse_log(path: &Path, text: &str) -> Result<(Vec<ValPoint>, Vec<T
                 train_time_ms,
             }),
             // "target" duplicates the val record it came from: the target is recomputed from
-            // the val records so that `--target` can move it.
-            Record::Target { .. } => {}
+            // the val records so that `--target` can move it. Diagnostics are not compared.
+            Record::Target { .. } | Record::Optim { .. } => {}
         }
     }
     Ok((val, train))
