@@ -1,7 +1,7 @@
 //! `speedrun compare RUN_DIR… [--target X] [--format markdown|csv|json] [--plot out.svg|out.png]
 //! [--html report.html]`.
 use crate::report::{expand_run_dirs, load_runs, Comparison, Format};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -27,6 +27,9 @@ pub struct CompareArgs {
 }
 
 pub fn run(args: CompareArgs) -> Result<()> {
+    if let Some(p) = &args.plot {
+        crate::report::plot::plot_format(p)?;
+    }
     let runs = load_runs(&expand_run_dirs(&args.runs)?)?;
     let cmp = Comparison::new(&runs, args.target);
     print!("{}", cmp.render(args.format));
@@ -35,7 +38,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
         eprintln!("wrote {}", p.display());
     }
     if let Some(p) = &args.html {
-        std::fs::write(p, cmp.html()?).with_context(|| format!("{}: cannot write", p.display()))?;
+        crate::fsutil::write_atomic(p, cmp.html()?.as_bytes())?;
         eprintln!("wrote {}", p.display());
     }
     Ok(())

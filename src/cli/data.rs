@@ -139,6 +139,12 @@ fn run_tokenize(a: TokenizeArgs) -> Result<()> {
     let start = Instant::now();
     let r = tokenize(&opts)?;
     let secs = start.elapsed().as_secs_f64();
+    if r.documents == 0 || r.val_tokens + r.train_tokens == 0 {
+        bail!(
+            "{}: no text to tokenize (empty input)",
+            inputs_label(&opts.inputs)
+        );
+    }
     for f in &r.files {
         println!("wrote {}", f.display());
     }
@@ -156,6 +162,11 @@ fn run_tokenize(a: TokenizeArgs) -> Result<()> {
     Ok(())
 }
 
+fn inputs_label(inputs: &[PathBuf]) -> String {
+    let names: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+    names.join(", ")
+}
+
 fn run_fetch(a: FetchArgs) -> Result<()> {
     let default_dir = match a.dataset {
         Dataset::Fineweb10B => "data/fineweb10B",
@@ -167,10 +178,17 @@ fn run_fetch(a: FetchArgs) -> Result<()> {
         progress: true,
     };
     println!("fetching from {}", cfg.endpoint());
-    let (outcomes, shards) = match a.dataset {
-        Dataset::Fineweb10B => (fetch_fineweb(&cfg, a.train_shards)?, vec![]),
-        Dataset::Tinystories => fetch_tinystories(&cfg, TINYSTORIES_REPO, None)?,
+    let existed = cfg.out.exists();
+    let fetched = match a.dataset {
+        Dataset::Fineweb10B => fetch_fineweb(&cfg, a.train_shards).map(|o| (o, vec![])),
+        Dataset::Tinystories => fetch_tinystories(&cfg, TINYSTORIES_REPO, None),
     };
+    if fetched.is_err() && !existed {
+        // Nothing was fetched into the directory this run made: leave no empty directory behind
+        // (remove_dir only removes an empty one).
+        let _ = std::fs::remove_dir(&cfg.out);
+    }
+    let (outcomes, shards) = fetched?;
     for o in outcomes {
         match o {
             Outcome::Downloaded(p) => println!("downloaded {}", p.display()),
@@ -195,11 +213,15 @@ fn run_inspect(a: InspectArgs) -> Result<()> {
     }
     println!("first {} ids: {:?}", sum.head.len(), sum.head);
     println!("decoded: {:?}", sum.decoded);
-    let verdict = if sum.ids_in_vocab() {
-        format!("all ids < vocab {}", sum.vocab)
-    } else {
-        format!("SOME IDS >= vocab {}", sum.vocab)
-    };
-    println!("min id {}, max id {}: {verdict}", sum.min_id, sum.max_id);
+    println!("min id {}, max id {}", sum.min_id, sum.max_id);
+    if !sum.ids_in_vocab() {
+        bail!(
+            "{}: token id {} >= vocab {}: unusable for training with this vocabulary",
+            a.pattern,
+            sum.max_id,
+            sum.vocab
+        );
+    }
+    println!("all ids < vocab {}", sum.vocab);
     Ok(())
 }

@@ -71,10 +71,18 @@ pub fn main() -> i32 {
     };
     match res {
         Ok(()) => 0,
-        Err(e) => {
-            eprintln!("error: {}", crate::one_line(&format!("{e:#}")));
-            1
-        }
+        Err(e) => match e.downcast_ref::<crate::train::Stopped>() {
+            // An interrupted or diverged run is an outcome, not a failure of the tool: its own
+            // message and exit status (130/143 for signals, 3 for divergence).
+            Some(stopped) => {
+                eprintln!("{stopped}");
+                stopped.exit_code()
+            }
+            None => {
+                eprintln!("error: {}", crate::one_line(&format!("{e:#}")));
+                1
+            }
+        },
     }
 }
 

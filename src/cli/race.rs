@@ -32,9 +32,11 @@ pub struct RaceArgs {
 }
 
 pub fn run(a: RaceArgs) -> Result<()> {
+    crate::train::signals::install()?;
     let race = Race {
-        preset: a.preset.config.clone(),
+        preset: a.preset.preset().to_string(),
         sets: a.preset.sets.clone(),
+        data_root: a.preset.data_dir.clone(),
         contestants: parse_contestants(&a.specs)?,
         seeds: a.seeds,
         out: a.out.clone(),

@@ -1,23 +1,45 @@
 //! `speedrun train`, and the config and device options every run-building command shares.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::device::Exec;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
+use crate::device::Exec;
 use crate::train::config::{self, Config, DEFAULT_PRESET};
+use crate::train::run_dir::check_name;
+use crate::train::signals;
 use crate::train::trainer::{self, Resume, RunOptions};
 
 /// The preset and its overrides: what every command that builds a run config shares.
 #[derive(Debug, Clone, Args)]
 pub struct PresetArgs {
-    /// Preset name (configs/NAME.toml or built in) or a TOML file.
-    #[arg(long, short = 'c', default_value = DEFAULT_PRESET)]
-    pub config: String,
+    /// Preset name (configs/NAME.toml or built in) or a TOML file [default: shakespeare-tiny;
+    /// with --resume: the run's own config.toml].
+    #[arg(long, short = 'c')]
+    pub config: Option<String>,
     /// Override any config field, e.g. --set train.steps=200 --set optim.muon.lr=0.0005 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+    /// Where relative data paths of the config start [default: $SPEEDRUN_DATA, else the current
+    /// directory; the default preset's shards are also built in].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl PresetArgs {
+    /// The preset named by `-c`, or the default one.
+    pub fn preset(&self) -> &str {
+        self.config.as_deref().unwrap_or(DEFAULT_PRESET)
+    }
+
+    /// Load `preset` with `sets` and then this command's own `--set`s, and its data root.
+    pub fn load(&self, preset: &str, mut sets: Vec<String>) -> Result<Config> {
+        sets.extend(self.sets.iter().cloned());
+        let mut cfg = config::load(preset, &sets)?;
+        cfg.data_root = self.data_dir.clone();
+        Ok(cfg)
+    }
 }
 
 /// The preset plus the method and seed of one run.
@@ -34,7 +56,20 @@ pub struct ConfigArgs {
 }
 
 impl ConfigArgs {
+    /// The config of the preset (`-c` or the default) with `--optim`, `--seed` and `--set`.
     pub fn resolve(&self) -> Result<Config> {
+        self.resolve_from(self.preset.preset())
+    }
+
+    /// The preset with `--optim` and `--seed` but without the `--set`s (what names a run).
+    pub fn resolve_unset(&self) -> Result<Config> {
+        let mut bare = self.clone();
+        bare.preset.sets.clear();
+        bare.resolve()
+    }
+
+    /// The same overrides on top of another preset or config file.
+    pub fn resolve_from(&self, preset: &str) -> Result<Config> {
         let mut sets = Vec::new();
         if let Some(o) = &self.optim {
             sets.push(format!("optim.name=\"{o}\""));
@@ -42,8 +77,7 @@ impl ConfigArgs {
         if let Some(s) = self.seed {
             sets.push(format!("seed={s}"));
         }
-        sets.extend(self.preset.sets.iter().cloned());
-        config::load(&self.preset.config, &sets)
+        self.preset.load(preset, sets)
     }
 }
 
@@ -93,18 +127,28 @@ pub struct TrainArgs {
 }
 
 pub fn run_train(a: TrainArgs) -> Result<()> {
-    let cfg = a.cfg.resolve()?;
-    let exec = a.dev.resolve()?;
-    let name = a
-        .name
-        .clone()
-        .unwrap_or_else(|| trainer::default_run_name(&cfg));
-    let run_dir = a.runs_dir.join(&name);
+    signals::install()?;
     let resume = match a.resume.as_deref() {
         None => Resume::No,
         Some("latest") => Resume::Latest,
         Some(p) => Resume::Path(PathBuf::from(p)),
     };
+    // A resume without -c continues the run with the config it was started with; the --set
+    // overrides then apply to that config, not to the default preset.
+    let own_config = resume != Resume::No && a.cfg.preset.config.is_none();
+    let name = match &a.name {
+        Some(n) => n.clone(),
+        None if own_config => trainer::default_run_name(&a.cfg.resolve_unset()?),
+        None => trainer::default_run_name(&a.cfg.resolve()?),
+    };
+    check_name(&name).context("--name")?;
+    let run_dir = a.runs_dir.join(&name);
+    let saved = run_config(&resume, &run_dir).filter(|p| own_config && p.is_file());
+    let cfg = match saved {
+        Some(saved) => a.cfg.resolve_from(&saved.display().to_string())?,
+        None => a.cfg.resolve()?,
+    };
+    let exec = a.dev.resolve()?;
     let opts = RunOptions {
         run_dir,
         exec,
@@ -115,6 +159,16 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
     };
     trainer::train(&cfg, &opts)?;
     Ok(())
+}
+
+/// The config.toml of the run a resume continues: the run directory's own, or the one of the run
+/// that holds the given checkpoint (`RUN/checkpoints/step_N`).
+fn run_config(resume: &Resume, run_dir: &Path) -> Option<PathBuf> {
+    match resume {
+        Resume::No => None,
+        Resume::Latest => Some(run_dir.join("config.toml")),
+        Resume::Path(ckpt) => Some(ckpt.parent()?.parent()?.join("config.toml")),
+    }
 }
 
 /// A progress bar unless `--no-progress` or stderr is not a terminal.

@@ -44,6 +44,8 @@ pub struct Loader {
     vocab_size: usize,
     /// Per-rank state, in rank order (length `world`): the next window rank r reads.
     ranks: Vec<RankPos>,
+    /// Completed passes over the shards (rank 0's wraps to shard 0).
+    epoch: usize,
     /// The mapped shards, exactly those some rank is in (by shard index).
     mapped: Vec<(usize, Shard)>,
 }
@@ -78,6 +80,7 @@ impl Loader {
             world,
             vocab_size,
             ranks: Vec::new(),
+            epoch: 0,
             mapped: Vec::new(),
         };
         l.reset()?;
@@ -169,10 +172,12 @@ impl Loader {
                 }
             })
             .collect();
-        let next = (0..self.world)
-            .map(|r| self.advanced(r, self.ranks[r]).0)
+        let next: Vec<(RankPos, bool)> = (0..self.world)
+            .map(|r| self.advanced(r, self.ranks[r]))
             .collect();
-        self.set_ranks(next)?;
+        let wrapped = next[0].1;
+        self.set_ranks(next.into_iter().map(|(p, _)| p).collect())?;
+        self.epoch += usize::from(wrapped);
         Ok(windows)
     }
 
@@ -180,6 +185,7 @@ impl Loader {
     pub fn position(&self) -> LoaderPos {
         LoaderPos {
             ranks: self.ranks.clone(),
+            epoch: self.epoch,
         }
     }
 
@@ -208,14 +214,24 @@ impl Loader {
                 rp.pos
             );
         }
-        self.set_ranks(p.ranks)
+        self.set_ranks(p.ranks)?;
+        self.epoch = p.epoch;
+        Ok(())
+    }
+
+    /// Completed passes over the shards: a training run past the end of its data wraps to the
+    /// first shard and reads the same tokens again.
+    pub fn epoch(&self) -> usize {
+        self.epoch
     }
 
     /// Every rank back to its start (shard 0, `pos = r·B·T`): the validation loader does this
     /// before every evaluation.
     pub fn reset(&mut self) -> Result<()> {
         let start = (0..self.world).map(|r| self.start(r)).collect();
-        self.set_ranks(start)
+        self.set_ranks(start)?;
+        self.epoch = 0;
+        Ok(())
     }
 
     /// Tokens in the first shard (for validation: the val shard).

@@ -37,6 +37,13 @@ pub const GPT2_VOCAB: usize = 50257;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoaderPos {
     pub ranks: Vec<RankPos>,
+    /// Times rank 0 has wrapped around to the first shard (completed passes over the data).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One rank's loader state: its current shard (index in sorted order) and the start of the next

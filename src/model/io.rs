@@ -58,8 +58,10 @@ pub fn load(cfg: &GptConfig, path: &Path, device: &Device) -> Result<BTreeMap<St
     extra.sort();
     if let Some(name) = extra.first() {
         bail!(
-            "{file}: unexpected tensor {name} ({} unexpected in all) for config {cfg:?}",
-            extra.len()
+            "{file}: unexpected tensor {name} ({} unexpected in all) for a model of {} layers, width {}",
+            extra.len(),
+            cfg.n_layer,
+            cfg.n_embd
         );
     }
 

@@ -59,7 +59,11 @@ pub fn run_cells(r: &RunRow) -> Vec<String> {
         opt(r.final_val_loss, |v| format!("{v:.4}")),
         opt(r.step_avg_ms, |v| format!("{v:.1}")),
         opt(r.tok_per_s, |v| format!("{v:.0}")),
-        if r.finished { "finished" } else { "running" }.to_string(),
+        match (r.finished, r.diverged_at) {
+            (_, Some(step)) => format!("diverged @{step}"),
+            (true, None) => "finished".to_string(),
+            (false, None) => "running".to_string(),
+        },
     ]
 }
 

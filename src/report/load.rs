@@ -52,6 +52,8 @@ pub struct RunRecord {
     pub summary: Option<Summary>,
     /// True when `summary.json` says the run finished.
     pub finished: bool,
+    /// The step after which the train loss stopped being finite (the run ended there).
+    pub diverged_at: Option<u64>,
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -66,12 +68,21 @@ struct KindOf {
     kind: serde_json::Value,
 }
 
+/// What `compare` takes from `log.jsonl`.
+#[derive(Debug, Default)]
+pub(crate) struct ParsedLog {
+    pub val: Vec<ValPoint>,
+    pub train: Vec<TrainPoint>,
+    pub diverged_at: Option<u64>,
+}
+
 /// Parse `log.jsonl`. A last line that is not JSON is the trainer mid-append and is skipped;
 /// any other bad line is an error naming the file and line.
-pub(crate) fn parse_log(path: &Path, text: &str) -> Result<(Vec<ValPoint>, Vec<TrainPoint>)> {
+pub(crate) fn parse_log(path: &Path, text: &str) -> Result<ParsedLog> {
     let lines: Vec<&str> = text.lines().collect();
     let last_nonempty = lines.iter().rposition(|l| !l.trim().is_empty());
-    let (mut val, mut train) = (Vec::new(), Vec::new());
+    let mut log = ParsedLog::default();
+    let (val, train, diverged) = (&mut log.val, &mut log.train, &mut log.diverged_at);
     for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -84,7 +95,7 @@ pub(crate) fn parse_log(path: &Path, text: &str) -> Result<(Vec<ValPoint>, Vec<T
             Err(e) => bail!("{}: malformed JSON: {e}", at()),
         };
         let kind = match kind.as_str() {
-            Some(k @ ("train" | "val" | "target")) => k,
+            Some(k @ ("train" | "val" | "target" | "diverged")) => k,
             // Kinds added to the log later are skipped.
             Some(_) => continue,
             None => bail!("{}: record without a \"kind\" string", at()),
@@ -119,10 +130,11 @@ pub(crate) fn parse_log(path: &Path, text: &str) -> Result<(Vec<ValPoint>, Vec<T
             }),
             // "target" duplicates the val record it came from: the target is recomputed from
             // the val records so that `--target` can move it. Diagnostics are not compared.
-            Record::Target { .. } | Record::Optim { .. } => {}
+            Record::Diverged { step, .. } => *diverged = Some(step as u64),
+            Record::Target { .. } | Record::Optim { .. } | Record::Epoch { .. } => {}
         }
     }
-    Ok((val, train))
+    Ok(log)
 }
 
 fn toml_str(v: &toml::Value) -> String {
@@ -216,10 +228,14 @@ pub fn load_run(dir: &Path) -> Result<RunRecord> {
     let meta = read_meta(dir)?;
     let summary = read_summary(dir)?;
     let log_path = dir.join("log.jsonl");
-    let (val, train) = if log_path.exists() {
+    let ParsedLog {
+        val,
+        train,
+        diverged_at: diverged,
+    } = if log_path.exists() {
         parse_log(&log_path, &read(&log_path)?)?
     } else if summary.is_some() {
-        (Vec::new(), Vec::new())
+        ParsedLog::default()
     } else {
         bail!(
             "{}: not a run directory (no log.jsonl or summary.json)",
@@ -266,6 +282,7 @@ pub fn load_run(dir: &Path) -> Result<RunRecord> {
         val,
         train,
         finished: s.is_some_and(|s| s.finished),
+        diverged_at: diverged.or(s.and_then(|s| s.diverged_at.map(|d| d as u64))),
         summary,
     })
 }

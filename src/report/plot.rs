@@ -257,20 +257,33 @@ pub fn plot_svg_string(runs: &[RunRecord], target: Option<f64>) -> Result<String
     Ok(buf)
 }
 
-/// Write the plot to `path`: `.svg` or `.png` (case-insensitive), else an error.
-pub fn plot_runs(runs: &[RunRecord], target: Option<f64>, path: &Path) -> Result<()> {
+/// The plot format of `path`: its extension, `svg` or `png` (case-insensitive), else an error.
+/// Checked before any work, so a bad name fails at once.
+pub fn plot_format(path: &Path) -> Result<&'static str> {
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
-    let ctx = |e: anyhow::Error| anyhow!("{}: {e:#}", path.display());
     match ext.as_str() {
+        "svg" => Ok("svg"),
+        "png" => Ok("png"),
+        _ => bail!(
+            "{}: unsupported plot format (use a .svg or .png file name)",
+            path.display()
+        ),
+    }
+}
+
+/// Write the plot to `path`: `.svg` or `.png` (case-insensitive), else an error.
+pub fn plot_runs(runs: &[RunRecord], target: Option<f64>, path: &Path) -> Result<()> {
+    let ctx = |e: anyhow::Error| anyhow!("{}: {e:#}", path.display());
+    match plot_format(path)? {
         "svg" => {
             let svg = plot_svg_string(runs, target).map_err(ctx)?;
-            std::fs::write(path, svg).map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))
+            crate::fsutil::write_atomic(path, svg.as_bytes())
         }
-        "png" => {
-            // BitMapBackend panics on a missing parent dir only at present(); check up front.
+        _ => {
+            // png. BitMapBackend panics on a missing parent dir only at present(); check up front.
             if let Some(p) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 if !p.is_dir() {
                     bail!(
@@ -287,10 +300,6 @@ pub fn plot_runs(runs: &[RunRecord], target: Option<f64>, path: &Path) -> Result
             )
             .map_err(ctx)
         }
-        _ => bail!(
-            "{}: unsupported plot format (use a .svg or .png file name)",
-            path.display()
-        ),
     }
 }
 

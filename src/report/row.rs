@@ -28,6 +28,8 @@ pub struct RunRow {
     pub step_avg_ms: Option<f64>,
     pub tok_per_s: Option<f64>,
     pub finished: bool,
+    /// The step after which the run's loss stopped being finite.
+    pub diverged_at: Option<u64>,
 }
 
 /// The first and last train records past the untimed warm-up, when time advanced between them.
@@ -102,6 +104,7 @@ impl RunRow {
             step_avg_ms,
             tok_per_s,
             finished: run.finished,
+            diverged_at: run.diverged_at,
         }
     }
 }

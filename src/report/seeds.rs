@@ -180,7 +180,10 @@ pub fn group_stats(runs: &[RunRecord], rows: &[RunRow]) -> Vec<GroupStats> {
                 final_losses,
                 reached: steps.len(),
                 n: idx.len(),
-                running: idx.iter().filter(|&&i| !rows[i].finished).count(),
+                running: idx
+                    .iter()
+                    .filter(|&&i| !rows[i].finished && rows[i].diverged_at.is_none())
+                    .count(),
                 diverged,
                 steps_mean: steps_ms.map(|x| x.0),
                 steps_std: steps_ms.and_then(|x| x.1),

@@ -5,7 +5,7 @@
 //! last, so a directory without it is never taken as complete. Older checkpoints are deleted only after
 //! the new one is in place, so the last good checkpoint always survives a crash.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -17,8 +17,12 @@ use super::progress::Progress;
 use crate::data::LoaderPos;
 use crate::fsutil::{sync_dir, write_atomic_with, write_json};
 
-/// Bumped whenever the checkpoint layout changes.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped whenever the checkpoint layout changes. Version 2 added the file checksums; version 1
+/// checkpoints (no checksums) still load.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The tensor files of a checkpoint, each with a SHA-256 in `state.json`.
+const TENSOR_FILES: [&str; 2] = ["model.safetensors", "optim.safetensors"];
 
 /// Everything besides tensors that a resume needs (`state.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +38,10 @@ pub struct TrainState {
     pub seed: u64,
     /// [`crate::train::config::Config::resume_hash`] of the run that wrote it.
     pub config_hash: String,
+    /// SHA-256 (hex) of each tensor file, checked on load: a flipped byte is caught rather
+    /// than trained on. Filled in by [`save`].
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
 }
 
 pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
@@ -62,9 +70,15 @@ pub fn save(
     }
     fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
 
-    write_safetensors(&tmp.join("model.safetensors"), model_tensors)?;
-    write_safetensors(&tmp.join("optim.safetensors"), optim_tensors)?;
-    write_json(&tmp.join("state.json"), state)?;
+    write_safetensors(&tmp.join(TENSOR_FILES[0]), model_tensors)?;
+    write_safetensors(&tmp.join(TENSOR_FILES[1]), optim_tensors)?;
+    let mut state = state.clone();
+    for f in TENSOR_FILES {
+        state
+            .files
+            .insert(f.to_string(), sha256_file(&tmp.join(f))?);
+    }
+    write_json(&tmp.join("state.json"), &state)?;
 
     let dst = root.join(&name);
     if dst.exists() {
@@ -92,6 +106,39 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()
         candle_core::safetensors::save(&map, tmp)
             .with_context(|| format!("{}: cannot write", path.display()))
     })
+}
+
+/// Clean up after a writer that died mid-checkpoint: temporary `.tmp_*` directories are removed
+/// (they are never complete), and a `.old_step_N_*` that was moved aside for a re-save of step N
+/// is moved back when the new `step_N` never arrived (it is then the last good checkpoint).
+/// Call only while holding the run's lock.
+pub fn remove_stale_temps(run_dir: &Path) -> Result<()> {
+    let root = checkpoints_dir(run_dir);
+    let Ok(rd) = fs::read_dir(&root) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let path = e.path();
+        if name.starts_with(".tmp_") {
+            fs::remove_dir_all(&path)
+                .with_context(|| format!("{}: cannot remove stale temp dir", path.display()))?;
+        } else if let Some(rest) = name.strip_prefix(".old_") {
+            // rest = step_NNNNNN_<pid>
+            let step_name = rest.rsplit_once('_').map(|(s, _)| s).unwrap_or(rest);
+            let dst = root.join(step_name);
+            if dst.join("state.json").is_file() {
+                fs::remove_dir_all(&path)
+                    .with_context(|| format!("{}: cannot remove", path.display()))?;
+            } else {
+                let _ = fs::remove_dir_all(&dst);
+                fs::rename(&path, &dst)
+                    .with_context(|| format!("{}: cannot restore", dst.display()))?;
+            }
+        }
+    }
+    sync_dir(&root);
+    Ok(())
 }
 
 /// Complete checkpoints under `root`, oldest first.
@@ -157,13 +204,23 @@ pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
     })?;
     let state: TrainState = serde_json::from_str(&text)
         .map_err(|e| anyhow!("{}: malformed state: {e}", state_path.display()))?;
-    if state.format_version != FORMAT_VERSION {
+    if !(1..=FORMAT_VERSION).contains(&state.format_version) {
         bail!(
-            "{}: checkpoint format version {} is not supported (this build reads {})",
+            "{}: checkpoint format version {} is not supported (this build reads 1 to {})",
             state_path.display(),
             state.format_version,
             FORMAT_VERSION
         );
+    }
+    for (file, want) in &state.files {
+        let path = dir.join(file);
+        let got = sha256_file(&path)?;
+        if &got != want {
+            bail!(
+                "{}: checksum mismatch (state.json says {want}, the file hashes to {got}): the file is damaged",
+                path.display()
+            );
+        }
     }
     let optim = read_safetensors(&dir.join("optim.safetensors"), device)?;
     Ok(Loaded {
@@ -171,6 +228,25 @@ pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
         state,
         optim,
     })
+}
+
+/// SHA-256 of a file as lowercase hex, read in blocks.
+fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("{}: read failed", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {

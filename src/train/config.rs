@@ -44,6 +44,11 @@ pub struct Config {
     pub data: DataConfig,
     pub train: TrainConfig,
     pub optim: OptimConfig,
+    /// Where relative `[data]` paths are taken from (`--data-dir`; None: `$SPEEDRUN_DATA`, else
+    /// the current directory). Not part of the saved config: the same run can be resumed from
+    /// another directory.
+    #[serde(skip)]
+    pub data_root: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -194,22 +199,90 @@ impl Config {
         if self.train.val_every == 0 {
             bail!("train.val_every must be > 0");
         }
+        self.check_rates()
+    }
+
+    /// Every learning rate and weight decay must be a finite number ≥ 0: NaN or inf would only
+    /// show as a diverged step, and a negative lr trains silently uphill.
+    fn check_rates(&self) -> Result<()> {
+        let o = &self.optim;
+        let rates = [
+            ("optim.head.lr", o.head.lr),
+            ("optim.head.weight_decay", o.head.weight_decay),
+            ("optim.adamw.lr", o.adamw.lr),
+            ("optim.adamw.weight_decay", o.adamw.weight_decay),
+            ("optim.muon.lr", o.muon.lr),
+            ("optim.muon.weight_decay", o.muon.weight_decay),
+            ("optim.newton_muon.lr", o.newton_muon.lr),
+            ("optim.newton_muon.head_lr", o.newton_muon.head_lr),
+            ("optim.newton_muon.weight_decay", o.newton_muon.weight_decay),
+            ("optim.neon.lr", o.neon.lr),
+            ("optim.neon.weight_decay", o.neon.weight_decay),
+            ("optim.neon_fstar.lr", o.neon_fstar.lr),
+            ("optim.neon_fstar.weight_decay", o.neon_fstar.weight_decay),
+        ];
+        for (key, v) in rates {
+            if !v.is_finite() || v < 0.0 {
+                bail!("{key} = {v} must be a finite number >= 0");
+            }
+        }
         Ok(())
     }
 
-    /// Hash of everything that must not change across a resume (all but run bookkeeping).
-    pub fn resume_hash(&self) -> String {
+    /// The fields in which `other` differs from `self`, as dotted keys (bookkeeping fields that a
+    /// resume may change are left out, as in [`Config::resume_hash`]).
+    pub fn differing_fields(&self, other: &Config) -> Vec<String> {
+        let (a, b) = (self.hashed(), other.hashed());
+        let (Ok(a), Ok(b)) = (toml::Value::try_from(&a), toml::Value::try_from(&b)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        diff_values("", &a, &b, &mut out);
+        out
+    }
+
+    /// The config with the fields a resume may change zeroed.
+    fn hashed(&self) -> Config {
         let mut c = self.clone();
         c.train.checkpoint_every = 0;
         c.train.keep_checkpoints = 0;
         c.train.log_every = 0;
-        let text = toml::to_string(&c).unwrap_or_default();
+        c
+    }
+
+    /// Hash of everything that must not change across a resume (all but run bookkeeping).
+    pub fn resume_hash(&self) -> String {
+        let text = toml::to_string(&self.hashed()).unwrap_or_default();
         let digest = Sha256::digest(text.as_bytes());
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
 
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).context("serialising the resolved config")
+    }
+}
+
+/// Collect the dotted keys under `prefix` whose values differ between `a` and `b`.
+fn diff_values(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
+    match (a.as_table(), b.as_table()) {
+        (Some(ta), Some(tb)) => {
+            let mut keys: Vec<&String> = ta.keys().chain(tb.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match (ta.get(k), tb.get(k)) {
+                    (Some(x), Some(y)) => diff_values(&key, x, y, out),
+                    _ => out.push(key),
+                }
+            }
+        }
+        _ if a != b => out.push(prefix.to_string()),
+        _ => {}
     }
 }
 

@@ -10,6 +10,9 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use super::config::Config;
+use super::step::Geometry;
+
 /// One line of `log.jsonl` (docs/run-format.md). The trainer writes these and `speedrun compare`
 /// reads them back with the same type. A non-finite loss is written by serde_json as `null` and
 /// read back as NaN.
@@ -39,6 +42,7 @@ pub enum Record {
         step: usize,
         tokens: u64,
         train_time_ms: f64,
+        #[serde(deserialize_with = "f64_or_nan")]
         val_loss: f64,
     },
     /// The optimizer's diagnostics ([`crate::optim::Optimizer::diagnostics`]) after `step`
@@ -46,6 +50,15 @@ pub enum Record {
     Optim {
         step: usize,
         values: BTreeMap<String, f64>,
+    },
+    /// The training data ran out during step `step`: epoch `epoch` (counted from 0) starts again
+    /// at the first shard.
+    Epoch { step: usize, epoch: usize },
+    /// The train loss after `step` steps was not finite; the run ended there.
+    Diverged {
+        step: usize,
+        #[serde(deserialize_with = "f64_or_nan")]
+        loss: f64,
     },
 }
 
@@ -56,7 +69,9 @@ impl Record {
             Record::Train { step, .. }
             | Record::Val { step, .. }
             | Record::Target { step, .. }
-            | Record::Optim { step, .. } => *step,
+            | Record::Optim { step, .. }
+            | Record::Epoch { step, .. }
+            | Record::Diverged { step, .. } => *step,
         }
     }
 }
@@ -178,5 +193,33 @@ pub fn train_line(
     format!(
         "step:{step}/{steps} train_loss:{loss:.4} train_time:{:.0}ms step_avg:{step_avg_ms:.2}ms",
         train_time_ms
+    )
+}
+
+/// The first line of a run: where it writes, the method, device, size and batch geometry, and
+/// where it starts from.
+pub fn banner(
+    cfg: &Config,
+    g: &Geometry,
+    run_dir: &Path,
+    device: &str,
+    from: Option<&Path>,
+) -> String {
+    format!(
+        "run {} | {} | {} | {} params | {} tokens/step = {} ranks × {} seqs × {} (micro-batch {}, accum {}) | {}",
+        run_dir.display(),
+        cfg.optim.name,
+        device,
+        cfg.model.num_params(),
+        cfg.train.batch_tokens,
+        cfg.train.ranks,
+        g.rank_batch,
+        g.seq_len,
+        g.micro_batch,
+        g.accum,
+        match from {
+            Some(d) => format!("resumed from {}", d.display()),
+            None => "fresh start".to_string(),
+        }
     )
 }

@@ -4,18 +4,22 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod data_root;
 mod init;
 pub mod log;
+pub mod outcome;
 pub mod progress;
 pub mod race;
 pub mod run_dir;
 pub mod schedule;
+pub mod signals;
 mod start;
 pub mod step;
 pub mod trainer;
 
 pub use config::Config;
 pub use init::write_init_weights;
+pub use outcome::Stopped;
 pub use trainer::{train, Resume, RunOptions, StepOutcome, Trainer};
 
 #[cfg(test)]

@@ -32,6 +32,9 @@ pub struct Progress {
     pub timed_steps: usize,
     pub target: Option<TargetHit>,
     pub last_val_loss: Option<f64>,
+    /// The step after which the train loss was not finite (the run ended there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged_at: Option<usize>,
 }
 
 impl Progress {
@@ -61,7 +64,8 @@ impl Progress {
         tokens: u64,
     ) -> Option<TargetHit> {
         self.last_val_loss = Some(val_loss);
-        if self.target.is_some() || val_loss > target_loss {
+        // Written so that NaN never counts as reaching the target.
+        if self.target.is_some() || !(val_loss <= target_loss) {
             return None;
         }
         let hit = TargetHit {
@@ -98,6 +102,8 @@ impl Progress {
             step_avg_ms: self.step_avg_ms(),
             tok_per_s,
             finished,
+            data_epochs: 0,
+            diverged_at: self.diverged_at,
             device: device.to_string(),
         }
     }
@@ -116,6 +122,10 @@ mod tests {
         assert_eq!((p.step, p.timed_steps, p.train_time_ms), (12, 2, 200.0));
         assert_eq!(p.step_avg_ms(), 100.0);
         assert!(p.record_val(5.0, 4.0, 10).is_none());
+        assert!(
+            p.record_val(f64::NAN, 4.0, 11).is_none(),
+            "NaN never reaches a target"
+        );
         let hit = p.record_val(3.9, 4.0, 12).unwrap();
         assert_eq!((hit.step, hit.tokens, hit.train_time_ms), (12, 12, 200.0));
         assert!(

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 
 use super::config::{self, Config};
+use super::outcome::Stopped;
 use super::trainer::{self, Resume, RunOptions};
 use super::write_init_weights;
 use crate::device::Exec;
@@ -34,9 +35,10 @@ pub fn parse_spec(spec: &str) -> Result<Contestant> {
         Some((o, l)) => (o.trim().to_string(), l.trim().to_string()),
         None => (head.trim().to_string(), head.trim().to_string()),
     };
-    if optim.is_empty() || label.is_empty() || label.contains('/') {
+    if optim.is_empty() || label.is_empty() {
         bail!("--optims {spec}: expected NAME[@LABEL][:KEY=VALUE;…]");
     }
+    super::run_dir::check_name(&label).with_context(|| format!("--optims {spec}: label"))?;
     let optim = optim.parse().with_context(|| format!("--optims {spec}"))?;
     for s in &sets {
         if !s.contains('=') {
@@ -78,6 +80,8 @@ pub struct Race {
     pub contestants: Vec<Contestant>,
     /// Seeds 0..seeds.
     pub seeds: u64,
+    /// Where relative data paths start (see [`super::data_root`]).
+    pub data_root: Option<PathBuf>,
     pub out: PathBuf,
 }
 
@@ -91,37 +95,61 @@ impl Race {
             sets.push(format!("optim.name=\"{}\"", c.optim));
             sets.extend(c.sets.iter().cloned());
         }
-        config::load(&self.preset, &sets)
+        let mut cfg = config::load(&self.preset, &sets)?;
+        cfg.data_root = self.data_root.clone();
+        Ok(cfg)
     }
 
-    /// Train every run not finished yet (interrupted ones resume) and return every run directory,
-    /// in seed-major order.
-    pub fn run(&self, exec: &Exec, progress_bar: bool) -> Result<Vec<PathBuf>> {
-        std::fs::create_dir_all(&self.out)
-            .with_context(|| format!("{}: cannot create", self.out.display()))?;
-        let mut dirs = Vec::new();
+    /// Every run's config, seed-major, each checked with its data before any training starts.
+    fn plan(&self) -> Result<Vec<(u64, &Contestant, Config)>> {
+        if self.seeds == 0 {
+            bail!("--seeds 0: a race needs at least one seed");
+        }
+        let mut plan = Vec::new();
         for seed in 0..self.seeds {
-            let init = self.init_for_seed(seed)?;
             for c in &self.contestants {
                 let cfg = self
                     .config(Some(c), seed)
+                    .and_then(|cfg| trainer::preflight(&cfg).map(|()| cfg))
                     .with_context(|| format!("contestant {}", c.label))?;
-                let run_dir = self.out.join(format!("{}-s{seed}", c.label));
-                dirs.push(run_dir.clone());
-                if trainer::is_finished(&run_dir) {
-                    println!("== {} seed {seed}: finished earlier, skipped", c.label);
-                    continue;
-                }
-                println!("== {} seed {seed} -> {}", c.label, run_dir.display());
-                let opts = RunOptions {
-                    run_dir,
-                    exec: exec.clone(),
-                    resume: Resume::Latest,
-                    init_from: Some(init.clone()),
-                    stop_after: None,
-                    progress_bar,
-                };
-                trainer::train(&cfg, &opts)?;
+                plan.push((seed, c, cfg));
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Train every run not ended yet (interrupted ones resume) and return every run directory,
+    /// in seed-major order. A contestant that diverges is recorded as such and the race goes on;
+    /// an interrupt stops the race.
+    pub fn run(&self, exec: &Exec, progress_bar: bool) -> Result<Vec<PathBuf>> {
+        let plan = self.plan()?;
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("{}: cannot create", self.out.display()))?;
+        let mut dirs = Vec::new();
+        for (seed, c, cfg) in plan {
+            let run_dir = self.out.join(format!("{}-s{seed}", c.label));
+            dirs.push(run_dir.clone());
+            if trainer::has_ended(&run_dir) {
+                println!("== {} seed {seed}: ended earlier, skipped", c.label);
+                continue;
+            }
+            println!("== {} seed {seed} -> {}", c.label, run_dir.display());
+            let opts = RunOptions {
+                run_dir,
+                exec: exec.clone(),
+                resume: Resume::Latest,
+                init_from: Some(self.init_for_seed(seed)?),
+                stop_after: None,
+                progress_bar,
+            };
+            match trainer::train(&cfg, &opts) {
+                Ok(_) => {}
+                Err(e) => match e.downcast_ref::<Stopped>() {
+                    Some(d @ Stopped::Diverged { .. }) => {
+                        println!("== {} seed {seed}: {d}", c.label)
+                    }
+                    _ => return Err(e),
+                },
             }
         }
         Ok(dirs)

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::log::Record;
@@ -54,7 +54,20 @@ pub struct Summary {
     pub step_avg_ms: f64,
     pub tok_per_s: f64,
     pub finished: bool,
+    /// Passes the training data wrapped around to its first shard (0: every token read once at
+    /// most).
+    pub data_epochs: usize,
+    /// Set when the run ended because its train loss stopped being finite.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diverged_at: Option<usize>,
     pub device: String,
+}
+
+impl Summary {
+    /// Finished, or ended for good by divergence: a rerun of a race leaves it alone.
+    pub fn ended(&self) -> bool {
+        self.finished || self.diverged_at.is_some()
+    }
 }
 
 pub fn read_summary(run_dir: &Path) -> Result<Option<Summary>> {
@@ -105,4 +118,91 @@ pub fn last_diagnostics(path: &Path) -> BTreeMap<String, f64> {
             _ => None,
         })
         .unwrap_or_default()
+}
+
+/// A run name is one plain path component under `--runs-dir`: not empty, not `.` or `..`, no
+/// separators, no control characters. Anything else could write outside the runs directory or
+/// into it as a whole.
+pub fn check_name(name: &str) -> Result<()> {
+    let bad = if name.is_empty() {
+        Some("is empty")
+    } else if name == "." || name == ".." {
+        Some("is not a directory name")
+    } else if name.contains(['/', '\\']) {
+        Some("contains a path separator")
+    } else if name.chars().any(char::is_control) {
+        Some("contains a control character")
+    } else {
+        None
+    };
+    match bad {
+        Some(why) => bail!("run name {name:?} {why}; use letters, digits, '-', '_' or '.'"),
+        None => Ok(()),
+    }
+}
+
+/// The lock that makes one process the only writer of a run directory. Held for the life of the
+/// value; the kernel releases it when the process dies, even under kill -9.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: fs::File,
+}
+
+impl RunLock {
+    /// Lock `run_dir` (which must exist), recording this process's id in `.lock`.
+    pub fn acquire(run_dir: &Path) -> Result<RunLock> {
+        use std::io::{Seek, Write};
+        let path = run_dir.join(".lock");
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("{}: cannot open", path.display()))?;
+        if let Err(e) = file.try_lock() {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            return match e {
+                fs::TryLockError::WouldBlock => bail!(
+                    "{}: in use by another speedrun process (pid {}); wait for it to end or pick another --name",
+                    run_dir.display(),
+                    if holder.is_empty() { "unknown" } else { holder }
+                ),
+                fs::TryLockError::Error(e) => {
+                    Err(e).with_context(|| format!("{}: cannot lock", path.display()))
+                }
+            };
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        writeln!(file, "{}", std::process::id())
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        Ok(RunLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_name;
+
+    #[test]
+    fn run_names_are_one_plain_component() {
+        for ok in ["muon-lr0.003-s0", "a_b", "x.y", "é"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "/abs",
+            "a/b",
+            "a\\b",
+            "new\nline",
+            "tab\there",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -7,11 +7,36 @@ use anyhow::{bail, Context, Result};
 
 use super::checkpoint::{self, TrainState};
 use super::config::Config;
+use super::data_root;
 use super::log::JsonlLog;
-use super::run_dir::{self, Meta};
-use super::trainer::{Resume, RunOptions};
+use super::run_dir::{self, Meta, RunLock};
+use super::step::Geometry;
+use crate::data::Loader;
+use crate::device::Exec;
 use crate::model::Gpt;
 use crate::optim::{self, OptimizerSet};
+
+/// Where a run starts from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resume {
+    /// Start fresh; the run directory must not hold an earlier run.
+    No,
+    /// Newest complete checkpoint of the run directory (fresh start when there is none).
+    Latest,
+    /// A given checkpoint directory.
+    Path(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub run_dir: PathBuf,
+    pub exec: Exec,
+    pub resume: Resume,
+    pub init_from: Option<PathBuf>,
+    /// Stop (with a checkpoint) once this many steps are done; the run stays resumable.
+    pub stop_after: Option<usize>,
+    pub progress_bar: bool,
+}
 
 /// The loaded starting point of a run.
 pub struct Start {
@@ -23,10 +48,12 @@ pub struct Start {
     pub from: Option<PathBuf>,
 }
 
-/// Load the model and optimizer the run starts from (nothing is written yet).
+/// Load the model and optimizer the run starts from (nothing is written yet). `--resume` takes
+/// the newest checkpoint that loads intact: a damaged one (bad checksum, unreadable file) is
+/// passed over with a warning for the one before it.
 pub fn resolve(cfg: &Config, opts: &RunOptions) -> Result<Start> {
     let run_dir = &opts.run_dir;
-    let from = match &opts.resume {
+    let (candidates, fallback) = match &opts.resume {
         Resume::No => {
             if run_dir.join("log.jsonl").exists() {
                 bail!(
@@ -34,13 +61,16 @@ pub fn resolve(cfg: &Config, opts: &RunOptions) -> Result<Start> {
                     run_dir.display()
                 );
             }
-            None
+            (Vec::new(), false)
         }
-        Resume::Latest => checkpoint::latest(run_dir)?,
-        Resume::Path(p) => Some(p.clone()),
+        Resume::Latest => {
+            let all = checkpoint::list(&checkpoint::checkpoints_dir(run_dir))?;
+            (all.into_iter().rev().map(|(_, p)| p).collect(), true)
+        }
+        Resume::Path(p) => (vec![p.clone()], false),
     };
     let exec = &opts.exec;
-    let Some(dir) = from else {
+    if candidates.is_empty() {
         let model = match &opts.init_from {
             Some(p) => Gpt::from_safetensors(&cfg.model, p, &exec.device)?,
             None => Gpt::new(&cfg.model, &exec.device, cfg.seed)?,
@@ -52,15 +82,30 @@ pub fn resolve(cfg: &Config, opts: &RunOptions) -> Result<Start> {
             state: None,
             from: None,
         });
-    };
-    let loaded = checkpoint::load(&dir, &exec.device)?;
+    }
+    let mut candidates = candidates.into_iter().peekable();
+    while let Some(dir) = candidates.next() {
+        match checkpoint::load(&dir, &exec.device) {
+            Ok(loaded) => return from_checkpoint(cfg, opts, dir, loaded),
+            Err(e) if fallback && candidates.peek().is_some() => {
+                let e = crate::one_line(&format!("{e:#}"));
+                eprintln!("warning: {e}; using the checkpoint before it");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    bail!("{}: no checkpoint to resume from", run_dir.display())
+}
+
+fn from_checkpoint(
+    cfg: &Config,
+    opts: &RunOptions,
+    dir: PathBuf,
+    loaded: checkpoint::Loaded,
+) -> Result<Start> {
+    let exec = &opts.exec;
     if loaded.state.config_hash != cfg.resume_hash() {
-        bail!(
-            "{}: written with a different config (hash {} vs {}); resume with the run's own config.toml",
-            dir.display(),
-            loaded.state.config_hash,
-            cfg.resume_hash()
-        );
+        bail!("{}", config_mismatch(cfg, &dir));
     }
     let model = Gpt::from_safetensors(&cfg.model, &loaded.model_path(), &exec.device)?;
     let mut opt = optim::build(&cfg.optim, model.vars(), exec.ns_dtype)?;
@@ -78,16 +123,19 @@ pub fn resolve(cfg: &Config, opts: &RunOptions) -> Result<Start> {
     })
 }
 
-/// Create the run directory, write `config.toml` and `meta.json`, and open `log.jsonl`: cut back
-/// to the checkpoint's step when resuming, started over when a `--resume` finds no checkpoint.
+/// Create and lock the run directory, clear what a dead writer left, write `config.toml` and
+/// `meta.json`, and open `log.jsonl`: cut back to the checkpoint's step when resuming, started
+/// over when a `--resume` finds no checkpoint.
 pub fn prepare_run_dir(
     cfg: &Config,
     opts: &RunOptions,
     resumed: Option<&TrainState>,
-) -> Result<JsonlLog> {
+) -> Result<(JsonlLog, RunLock)> {
     let run_dir = &opts.run_dir;
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("{}: cannot create run dir", run_dir.display()))?;
+    let lock = RunLock::acquire(run_dir)?;
+    checkpoint::remove_stale_temps(run_dir)?;
     let log_path = run_dir.join("log.jsonl");
     match resumed {
         Some(st) => run_dir::truncate_log(&log_path, st.progress.step)?,
@@ -99,5 +147,69 @@ pub fn prepare_run_dir(
     let device = crate::device::describe(&opts.exec.device);
     let meta = Meta::new(device, opts.exec.precision().to_string());
     crate::fsutil::write_json(&run_dir.join("meta.json"), &meta)?;
-    JsonlLog::open(&log_path)
+    Ok((JsonlLog::open(&log_path)?, lock))
+}
+
+/// Why a checkpoint does not fit `cfg`: the fields that differ from the config of the run that
+/// wrote it (`config.toml` two levels up), and how to resume with that config instead.
+fn config_mismatch(cfg: &Config, ckpt: &std::path::Path) -> String {
+    let run_dir = ckpt
+        .parent()
+        .and_then(|p| p.parent())
+        .unwrap_or(std::path::Path::new("."));
+    let saved = run_dir.join("config.toml");
+    let fields = match super::config::from_toml_file(&saved) {
+        Ok(theirs) => {
+            let d = cfg.differing_fields(&theirs);
+            if d.is_empty() {
+                "unknown fields".to_string()
+            } else {
+                d.join(", ")
+            }
+        }
+        Err(_) => "unknown fields".to_string(),
+    };
+    format!(
+        "{}: written with a different config (differs in {fields}); resume with the run's own: -c {} (or drop the --set that changed it)",
+        ckpt.display(),
+        saved.display()
+    )
+}
+
+/// Check everything a run needs before anything is written: the config, its batch geometry and
+/// its data.
+pub fn preflight(cfg: &Config) -> Result<()> {
+    cfg.validate()?;
+    open_loaders(cfg, &Geometry::of(cfg)?)?;
+    Ok(())
+}
+
+/// The train and val loaders of `cfg`, and the validation steps of its budget, checked to fit
+/// the val shards (a larger budget would silently read validation tokens twice).
+pub(super) fn open_loaders(cfg: &Config, geo: &Geometry) -> Result<(Loader, Loader, usize)> {
+    let train = open_loader(cfg, "train", geo.rank_batch, cfg.train.ranks)?;
+    let val = open_loader(cfg, "val", cfg.train.val_batch(), 1)?;
+    let val_steps = val
+        .steps_for_tokens(cfg.train.val_tokens)
+        .with_context(|| format!("train.val_tokens = {}", cfg.train.val_tokens))?;
+    Ok((train, val, val_steps))
+}
+
+/// The loader of the `train` or `val` shards of `cfg`, `batch` sequences per rank.
+fn open_loader(cfg: &Config, which: &str, batch: usize, ranks: usize) -> Result<Loader> {
+    let pattern = if which == "train" {
+        &cfg.data.train
+    } else {
+        &cfg.data.val
+    };
+    let root = data_root::data_root(cfg.data_root.as_deref());
+    let path = data_root::resolve(pattern, &root)?;
+    let (t, vocab) = (cfg.model.seq_len, cfg.model.vocab_size);
+    Loader::new(&path, batch, t, ranks, vocab).with_context(|| {
+        format!(
+            "{which} data {pattern} (data root {}: set --data-dir or ${})",
+            root.display(),
+            data_root::DATA_ENV
+        )
+    })
 }

@@ -5,43 +5,23 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use candle_core::Tensor;
 
 use super::checkpoint::{self, TrainState, FORMAT_VERSION};
 use super::config::Config;
 use super::log::{self, Console, JsonlLog, Record};
+use super::outcome::Stopped;
 use super::progress::Progress;
-use super::run_dir::{self, Summary};
+use super::run_dir::{self, RunLock, Summary};
 use super::schedule::lr_mult;
+use super::signals;
 use super::start::{self, Start};
+pub use super::start::{preflight, Resume, RunOptions};
 use super::step::{accumulate_micro_batch, validate, Geometry};
 use crate::data::Loader;
-use crate::device::Exec;
 use crate::model::{Gpt, LayerInputSink};
 use crate::optim::{Grads, LayerInputRouter, OptimizerSet};
-
-/// Where a run starts from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Resume {
-    /// Start fresh; the run directory must not hold an earlier run.
-    No,
-    /// Newest complete checkpoint of the run directory (fresh start when there is none).
-    Latest,
-    /// A given checkpoint directory.
-    Path(PathBuf),
-}
-
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    pub run_dir: PathBuf,
-    pub exec: Exec,
-    pub resume: Resume,
-    pub init_from: Option<PathBuf>,
-    /// Stop (with a checkpoint) once this many steps are done; the run stays resumable.
-    pub stop_after: Option<usize>,
-    pub progress_bar: bool,
-}
 
 /// One finished optimizer step.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +43,10 @@ pub struct Trainer {
     opt: OptimizerSet,
     train_loader: Loader,
     val_loader: Loader,
+    /// Validation micro-batches of the budget (checked against the val shards).
+    val_steps: usize,
+    /// The training data's epoch last logged.
+    epoch_seen: usize,
     progress: Progress,
     /// The step a resume started at: its validation and checkpoint were done before.
     resumed_at: Option<usize>,
@@ -72,6 +56,8 @@ pub struct Trainer {
     last_diag: BTreeMap<String, f64>,
     log: JsonlLog,
     console: Console,
+    /// This process is the run directory's only writer while the trainer lives.
+    _lock: RunLock,
 }
 
 /// Train `cfg` into `opts.run_dir`; returns the summary also written to `summary.json`.
@@ -92,8 +78,8 @@ impl Trainer {
             state,
             from,
         } = start::resolve(cfg, &opts)?;
-        let train_loader = open_loader(cfg, "train", geo.rank_batch, cfg.train.ranks)?;
-        let val_loader = open_loader(cfg, "val", cfg.train.val_batch(), 1)?;
+        let (train_loader, val_loader, val_steps) = start::open_loaders(cfg, &geo)?;
+        let (log, lock) = start::prepare_run_dir(cfg, &opts, state.as_ref())?;
         let mut trainer = Trainer {
             cfg: cfg.clone(),
             geo,
@@ -101,17 +87,22 @@ impl Trainer {
             opt,
             train_loader,
             val_loader,
+            val_steps,
+            epoch_seen: 0,
             progress: Progress::default(),
             resumed_at: None,
             last_checkpoint: None,
             device_name: crate::device::describe(&exec.device),
+            // Read after prepare_run_dir cut the log back to the checkpoint's step.
             last_diag: run_dir::last_diagnostics(&opts.run_dir.join("log.jsonl")),
-            log: start::prepare_run_dir(cfg, &opts, state.as_ref())?,
+            log,
             console: Console::new(cfg.train.steps, 0, false),
+            _lock: lock,
             opts,
         };
         if let Some(st) = state {
             trainer.train_loader.seek(st.train_loader.clone())?;
+            trainer.epoch_seen = trainer.train_loader.epoch();
             trainer.resumed_at = Some(st.progress.step);
             trainer.progress = st.progress;
         }
@@ -120,34 +111,71 @@ impl Trainer {
             bail!("checkpoint is at step {start}, past train.steps = {steps}");
         }
         trainer.console = Console::new(steps, start, trainer.opts.progress_bar);
-        trainer.console.line(&trainer.banner(from.as_deref()));
+        let t = &trainer;
+        let banner = log::banner(
+            &t.cfg,
+            &t.geo,
+            &t.opts.run_dir,
+            &t.device_name,
+            from.as_deref(),
+        );
+        trainer.console.line(&banner);
         Ok(trainer)
     }
 
     /// Record 4's loop: validate every `val_every` steps and at the end, checkpoint when due,
-    /// then take a step.
+    /// then take a step. A signal stops it after the step in progress, with a checkpoint; a
+    /// non-finite loss ends it as diverged (both are [`Stopped`] errors).
     pub fn run(mut self) -> Result<Summary> {
         let steps = self.cfg.train.steps;
         loop {
             let step = self.progress.step;
             let last = step == steps;
             let stop = self.opts.stop_after.is_some_and(|s| step >= s);
+            let signal = signals::pending();
             // A resume starts where a checkpoint was written, after that step's validation.
             if self.resumed_at != Some(step) {
-                if last || step % self.cfg.train.val_every == 0 {
-                    self.validate()?;
+                if signal.is_none() && (last || step % self.cfg.train.val_every == 0) {
+                    let vl = self.validate()?;
+                    if !vl.is_finite() {
+                        // The weights after `step` are already bad: no checkpoint of them.
+                        return Err(self.diverge(vl)?.into());
+                    }
                 }
-                if last || stop || self.checkpoint_due(step) {
+                if last || stop || signal.is_some() || self.checkpoint_due(step) {
                     self.checkpoint()?;
                 }
+            }
+            if let Some(signal) = signal {
+                return Err(self
+                    .end_early(Stopped::Interrupted { signal, step })?
+                    .into());
             }
             if last || stop {
                 break;
             }
             let out = self.step()?;
+            if !out.loss.is_finite() {
+                return Err(self.diverge(out.loss)?.into());
+            }
             self.log_step(&out)?;
         }
         self.finish()
+    }
+
+    /// End the run as diverged at the current step, with the non-finite `loss` seen there.
+    fn diverge(mut self, loss: f64) -> Result<Stopped> {
+        let step = self.progress.step;
+        self.progress.diverged_at = Some(step);
+        self.log.write(&Record::Diverged { step, loss })?;
+        self.end_early(Stopped::Diverged { step, loss })
+    }
+
+    /// Write the summary of a run that ends early and hand back why.
+    fn end_early(self, why: Stopped) -> Result<Stopped> {
+        self.console.finish();
+        self.write_summary(false)?;
+        Ok(why)
     }
 
     /// One optimizer step over the next batch of every rank.
@@ -209,7 +237,7 @@ impl Trainer {
     /// and the summary refreshed.
     pub fn validate(&mut self) -> Result<f64> {
         let (cfg, exec) = (&self.cfg, &self.opts.exec);
-        let steps = cfg.train.val_steps(self.geo.seq_len)?;
+        let steps = self.val_steps;
         let vl = validate(
             &self.model,
             &mut self.val_loader,
@@ -259,6 +287,7 @@ impl Trainer {
             train_loader: self.train_loader.position(),
             seed: self.cfg.seed,
             config_hash: self.cfg.resume_hash(),
+            files: Default::default(),
         };
         let model_tensors: Vec<(String, Tensor)> = self
             .model
@@ -318,12 +347,6 @@ impl Trainer {
     /// The train record of a finished step, and the console line and bar.
     fn log_step(&mut self, out: &StepOutcome) -> Result<()> {
         let step = self.progress.step;
-        if !out.loss.is_finite() {
-            bail!(
-                "train loss is {} at step {step}: diverged (lower the lr?)",
-                out.loss
-            );
-        }
         let train_time_ms = self.progress.train_time_ms;
         self.log.write(&Record::Train {
             step,
@@ -333,6 +356,14 @@ impl Trainer {
             step_ms: out.ms,
             train_time_ms,
         })?;
+        let epoch = self.train_loader.epoch();
+        if epoch != self.epoch_seen {
+            self.log.write(&Record::Epoch { step, epoch })?;
+            self.console.line(&format!(
+                "step:{step} the training data ran out: epoch {epoch} starts again at its first shard"
+            ));
+            self.epoch_seen = epoch;
+        }
         let diag = self.opt.diagnostics();
         if diag != self.last_diag {
             self.log.write(&Record::Optim {
@@ -358,44 +389,13 @@ impl Trainer {
             .file_name()
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_default();
-        let s = self
+        let mut s = self
             .progress
             .summary(&self.cfg, &name, &self.device_name, finished);
+        s.data_epochs = self.train_loader.epoch();
         crate::fsutil::write_json(&dir.join("summary.json"), &s)?;
         Ok(s)
     }
-
-    fn banner(&self, from: Option<&Path>) -> String {
-        let (cfg, g) = (&self.cfg, &self.geo);
-        format!(
-            "run {} | {} | {} | {} params | {} tokens/step = {} ranks × {} seqs × {} (micro-batch {}, accum {}) | {}",
-            self.opts.run_dir.display(),
-            cfg.optim.name,
-            self.device_name,
-            cfg.model.num_params(),
-            cfg.train.batch_tokens,
-            cfg.train.ranks,
-            g.rank_batch,
-            g.seq_len,
-            g.micro_batch,
-            g.accum,
-            match from {
-                Some(d) => format!("resumed from {}", d.display()),
-                None => "fresh start".to_string(),
-            }
-        )
-    }
-}
-
-/// The loader of the `train` or `val` shards of `cfg`, `batch` sequences per rank.
-fn open_loader(cfg: &Config, which: &str, batch: usize, ranks: usize) -> Result<Loader> {
-    let pattern = if which == "train" {
-        &cfg.data.train
-    } else {
-        &cfg.data.val
-    };
-    let (t, vocab) = (cfg.model.seq_len, cfg.model.vocab_size);
-    Loader::new(pattern, batch, t, ranks, vocab).with_context(|| format!("{which} data {pattern}"))
 }
 
 /// Default run directory name: `<preset>-<optim>-s<seed>`.
@@ -403,7 +403,7 @@ pub fn default_run_name(cfg: &Config) -> String {
     format!("{}-{}-s{}", cfg.name, cfg.optim.name, cfg.seed)
 }
 
-/// Is `dir` a finished run (summary says so)?
-pub fn is_finished(dir: &Path) -> bool {
-    matches!(run_dir::read_summary(dir), Ok(Some(s)) if s.finished)
+/// Has the run in `dir` ended for good (finished or diverged, as its summary says)?
+pub fn has_ended(dir: &Path) -> bool {
+    matches!(run_dir::read_summary(dir), Ok(Some(s)) if s.ended())
 }

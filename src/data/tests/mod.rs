@@ -80,6 +80,7 @@ fn reference(
 
 fn pos_of(ranks: &[(usize, usize)]) -> LoaderPos {
     LoaderPos {
+        epoch: 0,
         ranks: ranks
             .iter()
             .map(|&(shard, pos)| RankPos { shard, pos })
@@ -159,9 +160,10 @@ fn loader_matches_per_rank_reference_across_boundaries_and_wraparound() {
         }
         let mut wrapped = false;
         for (i, ws) in want.iter().enumerate() {
+            // Ranks only: the epoch counter is checked in loader_counts_epochs_and_resumes_them.
             assert_eq!(
-                l.position(),
-                pos_of(&states[i]),
+                l.position().ranks,
+                pos_of(&states[i]).ranks,
                 "B={b} T={t} W={w} step {i}"
             );
             // Only the shards some rank is in are mapped.
@@ -249,7 +251,10 @@ fn loader_seek_resume_reset_and_budget() {
     let before = l.position();
     let e = err_of(l.seek(pos_of(&[(0, 0)])));
     assert!(e.contains("1 rank(s)") && e.contains("world 2"), "{e}");
-    let e = err_of(l.seek(LoaderPos { ranks: vec![] }));
+    let e = err_of(l.seek(LoaderPos {
+        ranks: vec![],
+        epoch: 0,
+    }));
     assert!(e.contains("0 rank(s)"), "{e}");
     let e = err_of(l.seek(pos_of(&[(0, 0), (3, 0)])));
     assert!(e.contains("rank 1") && e.contains("shard 3 of 3"), "{e}");
@@ -361,4 +366,29 @@ fn malformed_inputs_give_one_line_errors_naming_the_file() {
         assert!(!e.contains('\n'), "one line: {e}");
     }
     assert_eq!(name(&p), "small.bin");
+}
+
+/// The loader counts its passes over the data: rank 0 wrapping to shard 0 starts a new epoch,
+/// which the saved position carries across a resume.
+#[test]
+fn loader_counts_epochs_and_resumes_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_shards(tmp.path(), &[40, 40]);
+    let pat = tmp.path().display().to_string();
+    // B·T = 8, world 1: windows at pos 0, 8, 16, 24 of each 40-token shard (from 24 the next
+    // window would end past 32 + 8 + 1 > 40, so the rank moves on).
+    let mut l = Loader::new(&pat, 2, 4, 1, GPT2_VOCAB).unwrap();
+    let mut epochs = Vec::new();
+    for _ in 0..9 {
+        l.next_step().unwrap();
+        epochs.push(l.epoch());
+    }
+    // Shard 0: 4 windows, shard 1: 4 windows, then shard 0 again.
+    assert_eq!(epochs, vec![0, 0, 0, 0, 0, 0, 0, 1, 1]);
+    let saved = l.position();
+    assert_eq!(saved.epoch, 1);
+    let mut again = Loader::new(&pat, 2, 4, 1, GPT2_VOCAB).unwrap();
+    again.seek(saved).unwrap();
+    assert_eq!(again.epoch(), 1);
+    assert_eq!(again.next_step().unwrap(), l.next_step().unwrap());
 }

@@ -1,0 +1,43 @@
+//! How a run can end early, as typed errors that the CLI maps to exit codes and that `race`
+//! tells apart (a diverged contestant is recorded and the race goes on; an interrupt stops it).
+
+use std::fmt;
+
+/// Exit status of a run that diverged.
+pub const EXIT_DIVERGED: i32 = 3;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stopped {
+    /// A SIGINT or SIGTERM arrived; the step in progress finished and a checkpoint was written.
+    Interrupted { signal: i32, step: usize },
+    /// The train or val loss was not finite after `step` steps; the last good checkpoint is kept.
+    Diverged { step: usize, loss: f64 },
+}
+
+impl Stopped {
+    /// The process exit status for this ending.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Stopped::Interrupted { signal, .. } => super::signals::exit_code(*signal),
+            Stopped::Diverged { .. } => EXIT_DIVERGED,
+        }
+    }
+}
+
+impl fmt::Display for Stopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stopped::Interrupted { step, signal } => write!(
+                f,
+                "interrupted at step {step} ({}); resume with --resume",
+                super::signals::name(*signal)
+            ),
+            Stopped::Diverged { step, loss } => write!(
+                f,
+                "diverged at step {step} (loss {loss}); the last good checkpoint is kept (lower the lr?)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Stopped {}
