@@ -40,6 +40,7 @@ pub enum Command {
 
 /// Parse arguments, run, and map errors to a one-line message and exit code 1.
 pub fn main() -> i32 {
+    let world = crate::train::dist::init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // A bad value (an unknown --optim, say) is bad input like any other: one line, exit 1.
@@ -69,21 +70,38 @@ pub fn main() -> i32 {
         Command::Compare(a) => compare::run(a),
         Command::Bench(a) => bench::run(a),
     };
-    match res {
-        Ok(()) => 0,
-        Err(e) => match e.downcast_ref::<crate::train::Stopped>() {
-            // An interrupted or diverged run is an outcome, not a failure of the tool: its own
-            // message and exit status (130/143 for signals, 3 for divergence).
-            Some(stopped) => {
-                eprintln!("{stopped}");
-                stopped.exit_code()
-            }
-            None => {
-                eprintln!("error: {}", crate::one_line(&format!("{e:#}")));
-                1
-            }
-        },
+    let code = report(res);
+    drop(world);
+    code
+}
+
+/// Print how the command ended and return the exit status. In a data-parallel run, rank 0
+/// reports what every process meets alike; a failure of one process alone is reported with its
+/// rank and ends the whole world, so that no process waits forever in a collective.
+fn report(res: anyhow::Result<()>) -> i32 {
+    use crate::train::{dist, Stopped};
+    let Err(e) = res else { return 0 };
+    let (code, msg, everywhere) = match e.downcast_ref::<Stopped>() {
+        // An interrupted or diverged run is an outcome, not a failure of the tool: its own
+        // message and exit status (130/143 for signals, 3 for divergence).
+        Some(stopped) => (stopped.exit_code(), stopped.to_string(), true),
+        None => {
+            let everywhere = e.downcast_ref::<dist::Everywhere>().is_some();
+            (
+                1,
+                format!("error: {}", crate::one_line(&format!("{e:#}"))),
+                everywhere,
+            )
+        }
+    };
+    if dist::size() == 1 || everywhere {
+        if dist::is_root() {
+            eprintln!("{msg}");
+        }
+        return code;
     }
+    eprintln!("rank {}: {msg}", dist::rank());
+    dist::abort(code)
 }
 
 /// `--optim` and `--methods` take the registry's names; clap lists them in `--help` and rejects

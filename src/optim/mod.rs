@@ -106,6 +106,11 @@ pub trait Optimizer {
     fn record_layer_input(&mut self, _weight_name: &str, _x: &Tensor) -> Result<()> {
         Ok(())
     }
+    /// Combine the layer-input statistics gathered so far this step with those of the other
+    /// processes of a data-parallel run: `sum` adds a buffer element-wise over all processes.
+    fn reduce_layer_inputs(&mut self, _sum: &mut dyn FnMut(&mut [f32])) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Fill `opt`'s declared state from `state` (the default [`Optimizer::load_state`]).
@@ -204,6 +209,20 @@ impl OptimizerSet {
     /// Whether any group wants layer inputs during the forward passes of `step`.
     pub fn wants_layer_inputs(&self, step: usize) -> bool {
         self.groups.iter().any(|g| g.wants_layer_inputs(step))
+    }
+
+    /// [`Optimizer::reduce_layer_inputs`] of every group that gathered inputs on `step`.
+    pub fn reduce_layer_inputs(
+        &mut self,
+        step: usize,
+        sum: &mut dyn FnMut(&mut [f32]),
+    ) -> Result<()> {
+        for g in self.groups.iter_mut() {
+            if g.wants_layer_inputs(step) {
+                g.reduce_layer_inputs(sum)?;
+            }
+        }
+        Ok(())
     }
 }
 

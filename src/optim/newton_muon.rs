@@ -234,6 +234,32 @@ impl Optimizer for NewtonMuon {
     }
 
     /// Accumulate C = XᵀX/N (fp32) per column block; averaged over the micro-batches at refresh.
+    /// Sums every block's accumulated statistic and its micro-batch count over the processes in
+    /// one buffer, so the refresh averages over every micro-batch of the step, as one process
+    /// running all ranks would.
+    fn reduce_layer_inputs(&mut self, sum: &mut dyn FnMut(&mut [f32])) -> Result<()> {
+        let mut flat: Vec<f32> = Vec::new();
+        for st in self.stats.values().flatten() {
+            if let Some(acc) = &st.acc {
+                flat.extend(acc.flatten_all()?.to_vec1::<f32>()?);
+            }
+            flat.push(st.count as f32);
+        }
+        sum(&mut flat);
+        let mut at = 0;
+        for st in self.stats.values_mut().flatten() {
+            if let Some(acc) = st.acc.take() {
+                let n = acc.elem_count();
+                let summed = Tensor::from_slice(&flat[at..at + n], acc.shape(), acc.device())?;
+                st.acc = Some(summed);
+                at += n;
+            }
+            st.count = flat[at] as usize;
+            at += 1;
+        }
+        Ok(())
+    }
+
     fn record_layer_input(&mut self, weight_name: &str, x: &Tensor) -> Result<()> {
         let Some(blocks) = self.stats.get_mut(weight_name) else {
             return Ok(());

@@ -30,6 +30,9 @@ pub enum Record {
         step_ms: f64,
         #[serde(default)]
         train_time_ms: f64,
+        /// Milliseconds of the step spent in all-reduces (only in a data-parallel run).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comm_ms: Option<f64>,
     },
     Val {
         step: usize,
@@ -97,7 +100,8 @@ fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 
 /// Appends JSON lines and flushes each, so `speedrun compare` can read a live run.
 pub struct JsonlLog {
-    file: File,
+    /// None on the processes of a data-parallel run that do not write (all but rank 0).
+    file: Option<File>,
 }
 
 impl JsonlLog {
@@ -107,16 +111,23 @@ impl JsonlLog {
             .append(true)
             .open(path)
             .with_context(|| format!("{}: cannot open log", path.display()))?;
-        Ok(JsonlLog { file })
+        Ok(JsonlLog { file: Some(file) })
+    }
+
+    /// A log that writes nothing (a process other than rank 0).
+    pub fn disabled() -> Self {
+        JsonlLog { file: None }
     }
 
     pub fn write(&mut self, rec: &Record) -> Result<()> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
         let mut line = serde_json::to_string(rec)?;
         line.push('\n');
-        self.file
-            .write_all(line.as_bytes())
+        file.write_all(line.as_bytes())
             .context("writing log.jsonl")?;
-        self.file.flush().context("flushing log.jsonl")?;
+        file.flush().context("flushing log.jsonl")?;
         Ok(())
     }
 }
@@ -124,6 +135,8 @@ impl JsonlLog {
 /// Console output: a progress bar with loss, tok/s and ETA, and plain lines printed above it.
 pub struct Console {
     bar: ProgressBar,
+    /// Prints nothing (a process other than rank 0).
+    quiet: bool,
 }
 
 impl Console {
@@ -145,12 +158,16 @@ impl Console {
         } else {
             ProgressBar::hidden()
         };
-        Console { bar }
+        Console {
+            bar,
+            quiet: !super::dist::is_root(),
+        }
     }
 
     /// A line above the bar (or plain stdout when there is no bar).
     pub fn line(&self, s: &str) {
-        if self.bar.is_hidden() {
+        if self.quiet {
+        } else if self.bar.is_hidden() {
             println!("{s}");
         } else {
             self.bar.println(s);

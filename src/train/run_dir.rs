@@ -20,6 +20,8 @@ pub struct Meta {
     pub started: String,
     pub speedrun_version: String,
     pub command: String,
+    /// Processes of the run (`mpirun -np`; 1 without MPI).
+    pub world_size: usize,
 }
 
 impl Meta {
@@ -31,6 +33,7 @@ impl Meta {
             started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             speedrun_version: env!("CARGO_PKG_VERSION").to_string(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
+            world_size: 1,
         }
     }
 }

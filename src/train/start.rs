@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use super::checkpoint::{self, TrainState};
 use super::config::Config;
 use super::data_root;
+use super::dist;
 use super::log::JsonlLog;
 use super::run_dir::{self, Meta, RunLock};
 use super::step::Geometry;
@@ -130,7 +131,11 @@ pub fn prepare_run_dir(
     cfg: &Config,
     opts: &RunOptions,
     resumed: Option<&TrainState>,
-) -> Result<(JsonlLog, RunLock)> {
+) -> Result<(JsonlLog, Option<RunLock>)> {
+    if !dist::is_root() {
+        // Rank 0 alone writes the run directory.
+        return Ok((JsonlLog::disabled(), None));
+    }
     let run_dir = &opts.run_dir;
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("{}: cannot create run dir", run_dir.display()))?;
@@ -145,9 +150,10 @@ pub fn prepare_run_dir(
     }
     crate::fsutil::write_atomic(&run_dir.join("config.toml"), cfg.to_toml()?.as_bytes())?;
     let device = crate::device::describe(&opts.exec.device);
-    let meta = Meta::new(device, opts.exec.precision().to_string());
+    let mut meta = Meta::new(device, opts.exec.precision().to_string());
+    meta.world_size = dist::size();
     crate::fsutil::write_json(&run_dir.join("meta.json"), &meta)?;
-    Ok((JsonlLog::open(&log_path)?, lock))
+    Ok((JsonlLog::open(&log_path)?, Some(lock)))
 }
 
 /// Why a checkpoint does not fit `cfg`: the fields that differ from the config of the run that
@@ -180,6 +186,7 @@ fn config_mismatch(cfg: &Config, ckpt: &std::path::Path) -> String {
 /// its data.
 pub fn preflight(cfg: &Config) -> Result<()> {
     cfg.validate()?;
+    dist::my_ranks(cfg.train.ranks)?;
     open_loaders(cfg, &Geometry::of(cfg)?)?;
     Ok(())
 }

@@ -68,6 +68,8 @@ pub fn accumulate_micro_batch(
 }
 
 /// Mean loss over the fixed validation budget from the start of the val shards, with no graph.
+/// In a data-parallel run each process evaluates every `world`-th micro-batch and the sums are
+/// added across processes.
 pub fn validate(
     model: &Gpt,
     loader: &mut Loader,
@@ -77,17 +79,61 @@ pub fn validate(
 ) -> Result<f64> {
     loader.reset()?;
     let t = model.cfg.seq_len;
+    let (rank, world) = (super::dist::rank(), super::dist::size());
     let mut sum = 0f64;
-    for _ in 0..steps {
+    for i in 0..steps {
         let w = loader
             .next_step()?
             .into_iter()
             .next()
             .ok_or_else(|| anyhow!("val loader returned no window"))?;
+        if i % world != rank {
+            continue;
+        }
         let b = w.inputs.len() / t;
         let x = Tensor::from_slice(&w.inputs, (b, t), device)?;
         let y = Tensor::from_slice(&w.targets, (b, t), device)?;
         sum += model.eval_loss(&x, &y, dtype)? as f64;
     }
-    Ok(sum / steps as f64)
+    let mut total = [sum];
+    super::dist::sum_f64(&mut total);
+    Ok(total[0] / steps as f64)
+}
+
+/// Sum `grads` over the processes of a data-parallel run, in one all-reduce of one flat buffer
+/// (every parameter in name order) rather than one call per parameter. Each process's gradients
+/// are already divided by the step's total micro-batch count, so the sum is the step's mean.
+pub fn all_reduce_grads(grads: &mut Grads) -> Result<()> {
+    let mut flat: Vec<f32> = Vec::new();
+    for g in grads.values() {
+        flat.extend(g.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
+    }
+    super::dist::sum_f32(&mut flat);
+    let mut at = 0;
+    for g in grads.values_mut() {
+        let n = g.elem_count();
+        let summed = Tensor::from_slice(&flat[at..at + n], g.shape(), g.device())?;
+        *g = summed.to_dtype(g.dtype())?;
+        at += n;
+    }
+    Ok(())
+}
+
+/// A 64-bit hash of every weight's fp32 bytes, in name order.
+pub fn weights_hash(model: &Gpt) -> Result<u64> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (name, v) in model.vars() {
+        h.update(name.as_bytes());
+        let w = v
+            .as_tensor()
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        for x in w {
+            h.update(x.to_le_bytes());
+        }
+    }
+    let d = h.finalize();
+    Ok(u64::from_le_bytes(d[..8].try_into().unwrap_or_default()))
 }

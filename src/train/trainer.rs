@@ -8,8 +8,8 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Result};
 use candle_core::Tensor;
 
-use super::checkpoint::{self, TrainState, FORMAT_VERSION};
 use super::config::Config;
+use super::dist;
 use super::log::{self, Console, JsonlLog, Record};
 use super::outcome::Stopped;
 use super::progress::Progress;
@@ -18,7 +18,7 @@ use super::schedule::lr_mult;
 use super::signals;
 use super::start::{self, Start};
 pub use super::start::{preflight, Resume, RunOptions};
-use super::step::{accumulate_micro_batch, validate, Geometry};
+use super::step::{accumulate_micro_batch, all_reduce_grads, validate, Geometry};
 use crate::data::Loader;
 use crate::model::{Gpt, LayerInputSink};
 use crate::optim::{Grads, LayerInputRouter, OptimizerSet};
@@ -32,32 +32,37 @@ pub struct StepOutcome {
     pub ms: f64,
     /// The schedule's lr multiplier used.
     pub lr_mult: f64,
+    /// Time in the step's all-reduces (data-parallel runs only).
+    pub comm_ms: Option<f64>,
 }
 
 /// A run: model, optimizer, data and run directory, advanced one step at a time.
 pub struct Trainer {
-    cfg: Config,
-    opts: RunOptions,
-    geo: Geometry,
-    model: Gpt,
-    opt: OptimizerSet,
-    train_loader: Loader,
-    val_loader: Loader,
+    pub(super) cfg: Config,
+    pub(super) opts: RunOptions,
+    pub(super) geo: Geometry,
+    pub(super) model: Gpt,
+    pub(super) opt: OptimizerSet,
+    pub(super) train_loader: Loader,
+    pub(super) val_loader: Loader,
     /// Validation micro-batches of the budget (checked against the val shards).
-    val_steps: usize,
+    pub(super) val_steps: usize,
     /// The training data's epoch last logged.
-    epoch_seen: usize,
-    progress: Progress,
+    pub(super) epoch_seen: usize,
+    pub(super) progress: Progress,
     /// The step a resume started at: its validation and checkpoint were done before.
-    resumed_at: Option<usize>,
-    last_checkpoint: Option<PathBuf>,
-    device_name: String,
+    pub(super) resumed_at: Option<usize>,
+    pub(super) last_checkpoint: Option<PathBuf>,
+    pub(super) device_name: String,
     /// The optimizer diagnostics last written to the log.
-    last_diag: BTreeMap<String, f64>,
-    log: JsonlLog,
-    console: Console,
-    /// This process is the run directory's only writer while the trainer lives.
-    _lock: RunLock,
+    pub(super) last_diag: BTreeMap<String, f64>,
+    pub(super) log: JsonlLog,
+    pub(super) console: Console,
+    /// This process is the run directory's only writer while the trainer lives (rank 0 of a
+    /// data-parallel run; the others hold none and write nothing).
+    pub(super) _lock: Option<RunLock>,
+    /// The emulated ranks this process trains (all of them without MPI).
+    pub(super) my_ranks: std::ops::Range<usize>,
 }
 
 /// Train `cfg` into `opts.run_dir`; returns the summary also written to `summary.json`.
@@ -71,6 +76,7 @@ impl Trainer {
     pub fn open(cfg: &Config, opts: RunOptions) -> Result<Trainer> {
         cfg.validate()?;
         let geo = Geometry::of(cfg)?;
+        let my_ranks = dist::my_ranks(cfg.train.ranks)?;
         let exec = &opts.exec;
         let Start {
             model,
@@ -98,6 +104,7 @@ impl Trainer {
             log,
             console: Console::new(cfg.train.steps, 0, false),
             _lock: lock,
+            my_ranks,
             opts,
         };
         if let Some(st) = state {
@@ -132,7 +139,14 @@ impl Trainer {
             let step = self.progress.step;
             let last = step == steps;
             let stop = self.opts.stop_after.is_some_and(|s| step >= s);
-            let signal = signals::pending();
+            // Every process must stop at the same step: agree on the signal first.
+            let signal = match dist::size() {
+                1 => signals::pending(),
+                _ => match dist::min_max_u64(signals::pending().unwrap_or(0) as u64).1 {
+                    0 => None,
+                    s => Some(s as i32),
+                },
+            };
             // A resume starts where a checkpoint was written, after that step's validation.
             if self.resumed_at != Some(step) {
                 if signal.is_none() && (last || step % self.cfg.train.val_every == 0) {
@@ -163,26 +177,13 @@ impl Trainer {
         self.finish()
     }
 
-    /// End the run as diverged at the current step, with the non-finite `loss` seen there.
-    fn diverge(mut self, loss: f64) -> Result<Stopped> {
-        let step = self.progress.step;
-        self.progress.diverged_at = Some(step);
-        self.log.write(&Record::Diverged { step, loss })?;
-        self.end_early(Stopped::Diverged { step, loss })
-    }
-
-    /// Write the summary of a run that ends early and hand back why.
-    fn end_early(self, why: Stopped) -> Result<Stopped> {
-        self.console.finish();
-        self.write_summary(false)?;
-        Ok(why)
-    }
-
     /// One optimizer step over the next batch of every rank.
     pub fn step(&mut self) -> Result<StepOutcome> {
         let t0 = Instant::now();
         let step = self.progress.step;
-        let windows = self.train_loader.next_step()?;
+        // Every process walks the record's data order for all ranks and trains its own share.
+        let all = self.train_loader.next_step()?;
+        let windows = &all[self.my_ranks.clone()];
         let collect = self.opt.wants_layer_inputs(step);
         let (b, t) = (self.geo.micro_batch, self.geo.seq_len);
         let device = &self.opts.exec.device;
@@ -190,7 +191,7 @@ impl Trainer {
         // Summed on the device and read once per step: a read per micro-batch would be a host
         // sync per micro-batch on a GPU.
         let mut loss_sum: Option<Tensor> = None;
-        for w in &windows {
+        for w in windows {
             // Micro-batch j of a rank's window is rows j·b .. (j+1)·b of its inputs and targets,
             // so the split changes no token's position in the step.
             for j in 0..self.geo.rank_batch / b {
@@ -217,6 +218,20 @@ impl Trainer {
                 });
             }
         }
+        let loss_sum = loss_sum.ok_or_else(|| anyhow!("a step without micro-batches"))?;
+        let mut loss = [loss_sum.to_scalar::<f64>()?];
+        let comm_ms = if dist::size() > 1 {
+            let c0 = Instant::now();
+            all_reduce_grads(&mut grads)?;
+            dist::sum_f64(&mut loss);
+            if collect {
+                self.opt
+                    .reduce_layer_inputs(step, &mut |b| dist::sum_f32(b))?;
+            }
+            Some(c0.elapsed().as_secs_f64() * 1e3)
+        } else {
+            None
+        };
         let train = &self.cfg.train;
         let mult = lr_mult(step, train.steps, train.warmup_steps, train.warmdown_steps);
         self.opt.step(&grads, mult)?;
@@ -224,12 +239,12 @@ impl Trainer {
         device.synchronize()?;
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         self.progress.finish_step(ms);
-        let loss_sum = loss_sum.ok_or_else(|| anyhow!("a step without micro-batches"))?;
-        let loss = loss_sum.to_scalar::<f64>()? / self.geo.accum as f64;
+        let loss = loss[0] / self.geo.accum as f64;
         Ok(StepOutcome {
             loss,
             ms,
             lr_mult: mult,
+            comm_ms,
         })
     }
 
@@ -279,61 +294,6 @@ impl Trainer {
         Ok(vl)
     }
 
-    /// Write a checkpoint of the current step (atomically; older ones pruned after).
-    pub fn checkpoint(&mut self) -> Result<PathBuf> {
-        let state = TrainState {
-            format_version: FORMAT_VERSION,
-            progress: self.progress.clone(),
-            train_loader: self.train_loader.position(),
-            seed: self.cfg.seed,
-            config_hash: self.cfg.resume_hash(),
-            files: Default::default(),
-        };
-        let model_tensors: Vec<(String, Tensor)> = self
-            .model
-            .vars()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-            .collect();
-        let dir = checkpoint::save(
-            &self.opts.run_dir,
-            &model_tensors,
-            &self.opt.state()?,
-            &state,
-            self.cfg.train.keep_checkpoints,
-        )?;
-        self.last_checkpoint = Some(dir.clone());
-        Ok(dir)
-    }
-
-    /// Write the final summary and say how the run ended.
-    pub fn finish(self) -> Result<Summary> {
-        self.console.finish();
-        let steps = self.cfg.train.steps;
-        let finished = self.progress.step == steps;
-        let summary = self.write_summary(finished)?;
-        let val = self.progress.last_val_loss.unwrap_or(f64::NAN);
-        let target = self.cfg.train.target_loss;
-        if !finished {
-            let dir = self.last_checkpoint.as_deref().unwrap_or(Path::new("?"));
-            self.console.line(&format!(
-                "stopped after step {}; resume with --resume ({})",
-                self.progress.step,
-                dir.display()
-            ));
-        } else if let Some(h) = &self.progress.target {
-            println!(
-                "done: val_loss {val:.4}; target {target} reached at step {} ({} tokens, {:.1}s train_time)",
-                h.step,
-                h.tokens,
-                h.train_time_ms / 1e3
-            );
-        } else {
-            println!("done: val_loss {val:.4}; target {target} NOT reached in {steps} steps");
-        }
-        Ok(summary)
-    }
-
     /// The progress so far.
     pub fn progress(&self) -> &Progress {
         &self.progress
@@ -342,59 +302,6 @@ impl Trainer {
     fn checkpoint_due(&self, step: usize) -> bool {
         let every = self.cfg.train.checkpoint_every;
         every > 0 && step > 0 && step % every == 0
-    }
-
-    /// The train record of a finished step, and the console line and bar.
-    fn log_step(&mut self, out: &StepOutcome) -> Result<()> {
-        let step = self.progress.step;
-        let train_time_ms = self.progress.train_time_ms;
-        self.log.write(&Record::Train {
-            step,
-            loss: out.loss,
-            lrs: self.opt.lrs(out.lr_mult).into_iter().collect(),
-            tokens: self.geo.tokens_at(step),
-            step_ms: out.ms,
-            train_time_ms,
-        })?;
-        let epoch = self.train_loader.epoch();
-        if epoch != self.epoch_seen {
-            self.log.write(&Record::Epoch { step, epoch })?;
-            self.console.line(&format!(
-                "step:{step} the training data ran out: epoch {epoch} starts again at its first shard"
-            ));
-            self.epoch_seen = epoch;
-        }
-        let diag = self.opt.diagnostics();
-        if diag != self.last_diag {
-            self.log.write(&Record::Optim {
-                step,
-                values: diag.clone(),
-            })?;
-            self.last_diag = diag;
-        }
-        let train = &self.cfg.train;
-        if step <= 5 || step % train.log_every.max(1) == 0 {
-            let avg = self.progress.step_avg_ms();
-            let line = log::train_line(step, train.steps, out.loss, train_time_ms, avg);
-            self.console.line(&line);
-        }
-        let tok_per_s = train.batch_tokens as f64 / (out.ms / 1e3);
-        self.console.progress(step, out.loss, tok_per_s);
-        Ok(())
-    }
-
-    fn write_summary(&self, finished: bool) -> Result<Summary> {
-        let dir = &self.opts.run_dir;
-        let name = dir
-            .file_name()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let mut s = self
-            .progress
-            .summary(&self.cfg, &name, &self.device_name, finished);
-        s.data_epochs = self.train_loader.epoch();
-        crate::fsutil::write_json(&dir.join("summary.json"), &s)?;
-        Ok(s)
     }
 }
 
