@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod data;
 pub mod device;
+pub mod dist;
 pub mod fsutil;
 pub mod model;
 pub mod optim;

@@ -5,7 +5,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data_root;
-pub mod dist;
+pub use crate::dist;
 mod init;
 pub mod log;
 pub mod outcome;
