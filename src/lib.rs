@@ -3,7 +3,9 @@
 //!
 //! The crate follows the pipeline: `data` (shards, loader, tokenizer, hub fetch) → `model`
 //! (record-4 GPT) → `optim` (one optimizer per file behind [`optim::Optimizer`]) → `train`
-//! (config, schedule, loop, checkpoints) → `report` (compare runs), with `cli` on top.
+//! (config, schedule, loop, checkpoints) → `report` (compare runs), with `cli` on top. Beside
+//! them: `device` (the execution policy), `dist` (the processes of a data-parallel run) and
+//! `fsutil` (the one atomic file writer).
 
 pub mod cli;
 pub mod data;

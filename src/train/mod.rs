@@ -1,5 +1,9 @@
-//! The trainer: presets and overrides ([`config`]), the record-4 LR schedule ([`schedule`]), the loop
-//! ([`trainer`]), logs ([`log`]) and atomic safetensors checkpoints ([`checkpoint`]).
+//! The trainer: presets and overrides ([`config`], data paths in [`data_root`]), the record-4 LR
+//! schedule ([`schedule`]), the [`Trainer`] ([`trainer`]: open, run, step, validate; what it
+//! writes in `outputs`; how it starts in `start`), one [`progress::Progress`] behind the
+//! checkpoint state and the summary, logs ([`log`]), atomic safetensors checkpoints
+//! ([`checkpoint`]), early endings ([`outcome`], [`signals`]), races ([`race`]) and the step bench
+//! ([`bench`]).
 
 pub mod bench;
 pub mod checkpoint;
