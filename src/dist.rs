@@ -136,6 +136,29 @@ pub fn sum_f64(buf: &mut [f64]) {
     imp::sum_f64(buf)
 }
 
+/// Element-wise sum of `tensors` over all processes, in place, in one all-reduce of one flat
+/// fp32 buffer (a few large calls rather than one per tensor). Each keeps its shape, device and
+/// dtype.
+pub fn sum_tensors(tensors: &mut [&mut candle_core::Tensor]) -> Result<()> {
+    if size() == 1 {
+        return Ok(());
+    }
+    let mut flat: Vec<f32> = Vec::new();
+    for t in tensors.iter() {
+        let t = t.to_dtype(candle_core::DType::F32)?.flatten_all()?;
+        flat.extend(t.to_vec1::<f32>()?);
+    }
+    sum_f32(&mut flat);
+    let mut at = 0;
+    for t in tensors.iter_mut() {
+        let n = t.elem_count();
+        let summed = candle_core::Tensor::from_slice(&flat[at..at + n], t.shape(), t.device())?;
+        **t = summed.to_dtype(t.dtype())?;
+        at += n;
+    }
+    Ok(())
+}
+
 /// The smallest and largest `x` over all processes (equal when every process agrees).
 pub fn min_max_u64(x: u64) -> (u64, u64) {
     imp::min_max_u64(x)

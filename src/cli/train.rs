@@ -167,7 +167,7 @@ fn run_config(resume: &Resume, run_dir: &Path) -> Option<PathBuf> {
     match resume {
         Resume::No => None,
         Resume::Latest => Some(run_dir.join("config.toml")),
-        Resume::Path(ckpt) => Some(ckpt.parent()?.parent()?.join("config.toml")),
+        Resume::Path(ckpt) => crate::train::checkpoint::run_config_of(ckpt),
     }
 }
 

@@ -107,8 +107,8 @@ pub trait Optimizer {
         Ok(())
     }
     /// Combine the layer-input statistics gathered so far this step with those of the other
-    /// processes of a data-parallel run: `sum` adds a buffer element-wise over all processes.
-    fn reduce_layer_inputs(&mut self, _sum: &mut dyn FnMut(&mut [f32])) -> Result<()> {
+    /// processes of a data-parallel run ([`crate::dist`]).
+    fn reduce_layer_inputs(&mut self) -> Result<()> {
         Ok(())
     }
 }
@@ -212,14 +212,10 @@ impl OptimizerSet {
     }
 
     /// [`Optimizer::reduce_layer_inputs`] of every group that gathered inputs on `step`.
-    pub fn reduce_layer_inputs(
-        &mut self,
-        step: usize,
-        sum: &mut dyn FnMut(&mut [f32]),
-    ) -> Result<()> {
+    pub fn reduce_layer_inputs(&mut self, step: usize) -> Result<()> {
         for g in self.groups.iter_mut() {
             if g.wants_layer_inputs(step) {
-                g.reduce_layer_inputs(sum)?;
+                g.reduce_layer_inputs()?;
             }
         }
         Ok(())

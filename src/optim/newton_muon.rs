@@ -234,30 +234,19 @@ impl Optimizer for NewtonMuon {
     }
 
     /// Accumulate C = XᵀX/N (fp32) per column block; averaged over the micro-batches at refresh.
-    /// Sums every block's accumulated statistic and its micro-batch count over the processes in
-    /// one buffer, so the refresh averages over every micro-batch of the step, as one process
-    /// running all ranks would.
-    fn reduce_layer_inputs(&mut self, sum: &mut dyn FnMut(&mut [f32])) -> Result<()> {
-        let mut flat: Vec<f32> = Vec::new();
-        for st in self.stats.values().flatten() {
-            if let Some(acc) = &st.acc {
-                flat.extend(acc.flatten_all()?.to_vec1::<f32>()?);
-            }
-            flat.push(st.count as f32);
+    /// Sums every block's accumulated statistic and its micro-batch count over the processes,
+    /// so the refresh averages over every micro-batch of the step, as one process running all
+    /// ranks would.
+    fn reduce_layer_inputs(&mut self) -> Result<()> {
+        let blocks: Vec<&mut Stat> = self.stats.values_mut().flatten().collect();
+        let mut counts: Vec<f32> = blocks.iter().map(|st| st.count as f32).collect();
+        crate::dist::sum_f32(&mut counts);
+        let mut accs: Vec<&mut Tensor> = Vec::new();
+        for (st, n) in blocks.into_iter().zip(counts) {
+            st.count = n as usize;
+            accs.extend(st.acc.as_mut());
         }
-        sum(&mut flat);
-        let mut at = 0;
-        for st in self.stats.values_mut().flatten() {
-            if let Some(acc) = st.acc.take() {
-                let n = acc.elem_count();
-                let summed = Tensor::from_slice(&flat[at..at + n], acc.shape(), acc.device())?;
-                st.acc = Some(summed);
-                at += n;
-            }
-            st.count = flat[at] as usize;
-            at += 1;
-        }
-        Ok(())
+        crate::dist::sum_tensors(&mut accs)
     }
 
     fn record_layer_input(&mut self, weight_name: &str, x: &Tensor) -> Result<()> {

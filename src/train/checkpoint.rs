@@ -44,6 +44,11 @@ pub struct TrainState {
     pub files: BTreeMap<String, String>,
 }
 
+/// The `config.toml` of the run that wrote checkpoint `ckpt` (`RUN/checkpoints/step_N`).
+pub fn run_config_of(ckpt: &Path) -> Option<PathBuf> {
+    Some(ckpt.parent()?.parent()?.join("config.toml"))
+}
+
 pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("checkpoints")
 }

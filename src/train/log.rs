@@ -167,7 +167,9 @@ impl Console {
     /// A line above the bar (or plain stdout when there is no bar).
     pub fn line(&self, s: &str) {
         if self.quiet {
-        } else if self.bar.is_hidden() {
+            return;
+        }
+        if self.bar.is_hidden() {
             println!("{s}");
         } else {
             self.bar.println(s);

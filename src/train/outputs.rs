@@ -156,10 +156,10 @@ impl Trainer {
             .file_name()
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_default();
-        let mut s = self
+        let epochs = self.train_loader.epoch();
+        let s = self
             .progress
-            .summary(&self.cfg, &name, &self.device_name, finished);
-        s.data_epochs = self.train_loader.epoch();
+            .summary(&self.cfg, &name, &self.device_name, finished, epochs);
         if dist::is_root() {
             crate::fsutil::write_json(&dir.join("summary.json"), &s)?;
         }

@@ -78,8 +78,16 @@ impl Progress {
         Some(hit)
     }
 
-    /// `summary.json` of run `name` under `cfg` at this point.
-    pub fn summary(&self, cfg: &Config, name: &str, device: &str, finished: bool) -> Summary {
+    /// `summary.json` of run `name` under `cfg` at this point; `data_epochs` is the train loader's
+    /// count of passes over its shards.
+    pub fn summary(
+        &self,
+        cfg: &Config,
+        name: &str,
+        device: &str,
+        finished: bool,
+        data_epochs: usize,
+    ) -> Summary {
         let batch_tokens = cfg.train.batch_tokens as f64;
         let tok_per_s = if self.train_time_ms > 0.0 {
             batch_tokens * self.timed_steps as f64 / (self.train_time_ms / 1e3)
@@ -102,7 +110,7 @@ impl Progress {
             step_avg_ms: self.step_avg_ms(),
             tok_per_s,
             finished,
-            data_epochs: 0,
+            data_epochs,
             diverged_at: self.diverged_at,
             device: device.to_string(),
         }

@@ -159,11 +159,7 @@ pub fn prepare_run_dir(
 /// Why a checkpoint does not fit `cfg`: the fields that differ from the config of the run that
 /// wrote it (`config.toml` two levels up), and how to resume with that config instead.
 fn config_mismatch(cfg: &Config, ckpt: &std::path::Path) -> String {
-    let run_dir = ckpt
-        .parent()
-        .and_then(|p| p.parent())
-        .unwrap_or(std::path::Path::new("."));
-    let saved = run_dir.join("config.toml");
+    let saved = checkpoint::run_config_of(ckpt).unwrap_or_else(|| "config.toml".into());
     let fields = match super::config::from_toml_file(&saved) {
         Ok(theirs) => {
             let d = cfg.differing_fields(&theirs);

@@ -104,19 +104,7 @@ pub fn validate(
 /// (every parameter in name order) rather than one call per parameter. Each process's gradients
 /// are already divided by the step's total micro-batch count, so the sum is the step's mean.
 pub fn all_reduce_grads(grads: &mut Grads) -> Result<()> {
-    let mut flat: Vec<f32> = Vec::new();
-    for g in grads.values() {
-        flat.extend(g.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
-    }
-    super::dist::sum_f32(&mut flat);
-    let mut at = 0;
-    for g in grads.values_mut() {
-        let n = g.elem_count();
-        let summed = Tensor::from_slice(&flat[at..at + n], g.shape(), g.device())?;
-        *g = summed.to_dtype(g.dtype())?;
-        at += n;
-    }
-    Ok(())
+    super::dist::sum_tensors(&mut grads.values_mut().collect::<Vec<_>>())
 }
 
 /// A 64-bit hash of every weight's fp32 bytes, in name order.

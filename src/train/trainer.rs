@@ -225,8 +225,7 @@ impl Trainer {
             all_reduce_grads(&mut grads)?;
             dist::sum_f64(&mut loss);
             if collect {
-                self.opt
-                    .reduce_layer_inputs(step, &mut |b| dist::sum_f32(b))?;
+                self.opt.reduce_layer_inputs(step)?;
             }
             Some(c0.elapsed().as_secs_f64() * 1e3)
         } else {
