@@ -30,4 +30,17 @@ run "$BIN" train --runs-dir "$OUT/agree" --name cpu --device cpu "${TINY[@]}"
 run "$BIN" train --runs-dir "$OUT/agree" --name gpu-fp32 --device cuda --precision fp32 "${TINY[@]}"
 run "$BIN" train --runs-dir "$OUT/agree" --name gpu-bf16 --device cuda --precision bf16 "${TINY[@]}"
 run "$BIN" compare "$OUT/agree/cpu" "$OUT/agree/gpu-fp32" "$OUT/agree/gpu-bf16"
+# 4. Data parallel, only where the host has several GPUs and the binary was built with
+#    FEATURES=cuda,nccl scripts/build-cuda.sh (mpirun from Debian's openmpi-bin): record 4 itself
+#    on every GPU, one process per GPU, NCCL gradients, then the same config on one GPU for the
+#    per-step time it should divide. log.jsonl's comm_ms is the all-reduce + all-gather time.
+NGPU=$(nvidia-smi --list-gpus 2>/dev/null | wc -l)
+if [ "$NGPU" -ge 2 ] && command -v mpirun >/dev/null && "$BIN" --version | grep -q nccl; then
+  NCCL_LIB=$(ls -d "$(dirname "$CU13")"/../nccl/lib 2>/dev/null | head -n 1)
+  MP=(mpirun --allow-run-as-root --bind-to none -np "$NGPU" -x LD_LIBRARY_PATH="$CU13:$NCCL_LIB:${LD_LIBRARY_PATH:-}")
+  DP=(--config speedrun-124m --device cuda --set train.steps=30 --set train.val_every=0 --set train.checkpoint_every=0 --no-progress)
+  run "${MP[@]}" "$BIN" train --runs-dir "$OUT/dp" --name "np$NGPU" "${DP[@]}"
+  run "$BIN" train --runs-dir "$OUT/dp" --name np1 "${DP[@]}"
+  run "$BIN" compare "$OUT/dp/np$NGPU" "$OUT/dp/np1"
+fi
 echo "raw outputs in $OUT/"

@@ -4,34 +4,57 @@ use anyhow::{bail, Result};
 use candle_core::{DType, Device};
 
 /// Parse `auto|cpu|cuda|cuda:N`. `auto` means CUDA when this binary was built with CUDA and a
-/// device answers, CPU otherwise.
+/// device answers, CPU otherwise. In a run of several processes, `cuda` (and `auto` on a GPU
+/// host) gives each process the GPU of its local rank, as `torchrun` does.
 pub fn parse_device(spec: &str) -> Result<Device> {
     let spec = spec.trim().to_ascii_lowercase();
+    let (local, on_node) = crate::dist::local_rank_size();
     match spec.as_str() {
         "cpu" => Ok(Device::Cpu),
         "auto" => {
             if candle_core::utils::cuda_is_available() {
-                if let Ok(d) = Device::new_cuda(0) {
+                if let Ok(d) = open_gpu("auto", local, on_node) {
                     return Ok(d);
                 }
             }
             Ok(Device::Cpu)
         }
         s if s == "cuda" || s.starts_with("cuda:") => {
-            let ordinal: usize = match s.strip_prefix("cuda:") {
-                None => 0,
-                Some(n) => n.parse().map_err(|_| {
-                    anyhow::anyhow!("--device {s}: expected cuda:N with N a GPU index")
-                })?,
-            };
             if !candle_core::utils::cuda_is_available() {
                 bail!("--device {s}: this binary was built without CUDA; rebuild with `cargo build --release --features cuda` (or scripts/build-cuda.sh)");
             }
-            Device::new_cuda(ordinal)
-                .map_err(|e| anyhow::anyhow!("--device {s}: cannot open GPU {ordinal}: {e}"))
+            match s.strip_prefix("cuda:") {
+                None => open_gpu(s, local, on_node),
+                Some(_) if crate::dist::size() > 1 => bail!(
+                    "--device {s}: a run of {} processes gives each process the GPU of its local rank; use --device cuda",
+                    crate::dist::size()
+                ),
+                Some(n) => {
+                    let ordinal: usize = n.parse().map_err(|_| {
+                        anyhow::anyhow!("--device {s}: expected cuda:N with N a GPU index")
+                    })?;
+                    open_gpu(s, ordinal, 1)
+                }
+            }
         }
         other => bail!("--device {other}: expected auto, cpu, cuda or cuda:N"),
     }
+}
+
+/// GPU `ordinal`, for one of `on_node` processes on this host: more processes than GPUs is an
+/// error that names both counts.
+fn open_gpu(spec: &str, ordinal: usize, on_node: usize) -> Result<Device> {
+    #[cfg(feature = "cuda")]
+    {
+        use candle_core::cuda_backend::cudarc::driver::CudaContext;
+        let count = CudaContext::device_count().unwrap_or(0).max(0) as usize;
+        if on_node > count {
+            bail!("--device {spec}: {on_node} processes on this host but {count} GPUs: start at most {count} per host");
+        }
+    }
+    let _ = on_node;
+    Device::new_cuda(ordinal)
+        .map_err(|e| anyhow::anyhow!("--device {spec}: cannot open GPU {ordinal}: {e}"))
 }
 
 /// Human-readable device name for logs and run metadata.
@@ -78,6 +101,7 @@ impl Exec {
     /// Resolve `--device`, `--precision` (None: the device's default) and `--val-bf16`.
     pub fn resolve(device: &str, precision: Option<&str>, val_bf16: bool) -> Result<Exec> {
         let device = parse_device(device)?;
+        crate::dist::attach(&device)?;
         let compute = match precision {
             Some(p) => parse_precision(p)?,
             None => Exec::default_compute(&device),

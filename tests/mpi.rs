@@ -96,7 +96,7 @@ fn losses(dir: &Path) -> Vec<(String, u64, f64)> {
 #[test]
 fn two_processes_match_one_process_emulating_two_ranks() {
     let tmp = tempfile::tempdir().unwrap();
-    for optim in ["adamw", "muon", "newton-muon"] {
+    for optim in ["adamw", "muon", "newton-muon", "neon", "neon-fstar"] {
         let args = tiny(optim, 6);
         ok(single(tmp.path(), &format!("{optim}-1"), &args));
         ok(mpirun(2, tmp.path(), &format!("{optim}-2"), &args));
@@ -162,4 +162,20 @@ fn a_world_that_does_not_divide_the_ranks_stops_with_one_line() {
         "{err}"
     );
     assert!(!tmp.path().join("x").exists());
+}
+
+/// A config every process rejects alike is reported once, by rank 0, and aborts nobody.
+#[test]
+fn a_bad_config_under_mpirun_is_one_line_from_rank_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = tiny("adamw", 2);
+    args.extend(["--set".into(), "train.warmdown_steps=5".into()]);
+    let o = mpirun(2, tmp.path(), "bad", &args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains("exceeds train.steps"), "{err}");
+    assert!(!err.contains("MPI_ABORT"), "{err}");
+    assert!(!tmp.path().join("bad").exists());
 }

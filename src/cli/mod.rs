@@ -11,7 +11,7 @@ pub mod train;
 #[derive(Debug, Parser)]
 #[command(
     name = "speedrun",
-    version,
+    version = env!("SPEEDRUN_LONG_VERSION"),
     about = "NanoGPT speedrun (GPT-2 124M, record 4) on candle: train, race and compare optimizers"
 )]
 pub struct Cli {

@@ -133,21 +133,10 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         Some("latest") => Resume::Latest,
         Some(p) => Resume::Path(PathBuf::from(p)),
     };
-    // A resume without -c continues the run with the config it was started with; the --set
-    // overrides then apply to that config, not to the default preset.
-    let own_config = resume != Resume::No && a.cfg.preset.config.is_none();
-    let name = match &a.name {
-        Some(n) => n.clone(),
-        None if own_config => trainer::default_run_name(&a.cfg.resolve_unset()?),
-        None => trainer::default_run_name(&a.cfg.resolve()?),
-    };
-    check_name(&name).context("--name")?;
-    let run_dir = a.runs_dir.join(&name);
-    let saved = run_config(&resume, &run_dir).filter(|p| own_config && p.is_file());
-    let cfg = match saved {
-        Some(saved) => a.cfg.resolve_from(&saved.display().to_string())?,
-        None => a.cfg.resolve()?,
-    };
+    // Every process of a data-parallel run reads the same flags and files, so a bad config is
+    // met by all of them alike: rank 0 reports it, no process is aborted.
+    let (cfg, run_dir) = resolve_config(&a, &resume)
+        .map_err(|e| crate::train::dist::Everywhere(format!("{e:#}")))?;
     let exec = a.dev.resolve()?;
     let opts = RunOptions {
         run_dir,
@@ -159,6 +148,25 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
     };
     trainer::train(&cfg, &opts)?;
     Ok(())
+}
+
+/// The run's config and directory. A resume without -c continues the run with the config it was
+/// started with; the --set overrides then apply to that config, not to the default preset.
+fn resolve_config(a: &TrainArgs, resume: &Resume) -> Result<(Config, PathBuf)> {
+    let own_config = *resume != Resume::No && a.cfg.preset.config.is_none();
+    let name = match &a.name {
+        Some(n) => n.clone(),
+        None if own_config => trainer::default_run_name(&a.cfg.resolve_unset()?),
+        None => trainer::default_run_name(&a.cfg.resolve()?),
+    };
+    check_name(&name).context("--name")?;
+    let run_dir = a.runs_dir.join(&name);
+    let saved = run_config(resume, &run_dir).filter(|p| own_config && p.is_file());
+    let cfg = match saved {
+        Some(saved) => a.cfg.resolve_from(&saved.display().to_string())?,
+        None => a.cfg.resolve()?,
+    };
+    Ok((cfg, run_dir))
 }
 
 /// The config.toml of the run a resume continues: the run directory's own, or the one of the run

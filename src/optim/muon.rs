@@ -67,65 +67,58 @@ fn is_packed_qkv(name: &str, dims: &[usize]) -> bool {
 
 /// Orthogonalise each `(name, U)` and multiply by its shape scale. Same-shape blocks (after the
 /// QKV split, which only the record-4 scale does) go through Newton–Schulz together as one
-/// batch, which on a GPU turns 48+ small launches into a handful of batched GEMMs.
+/// batch, which on a GPU turns 48+ small launches into a handful of batched GEMMs. In a
+/// data-parallel run each process orthogonalises its cost-balanced share of the blocks and the
+/// results are all-gathered (record 4 splits its matrices over its 8 GPUs the same way).
 pub fn orthogonalize_scaled(
     items: &[(String, Tensor)],
     steps: usize,
     dtype: DType,
     scale: Scale,
 ) -> Result<Vec<Tensor>> {
-    let mut groups: Groups = BTreeMap::new();
-    let mut n_blocks = Vec::with_capacity(items.len());
+    let Some(device) = items.first().map(|(_, u)| u.device().clone()) else {
+        return Ok(Vec::new());
+    };
+    // (item index, block) in item order; the packed QKV gives three blocks.
+    let mut blocks: Vec<(usize, Tensor)> = Vec::new();
     for (i, (name, u)) in items.iter().enumerate() {
-        let (rows, cols) = u
+        let (_, cols) = u
             .dims2()
             .with_context(|| format!("Muon needs 2-D matrices, `{name}` is not"))?;
         if scale == Scale::Record4 && is_packed_qkv(name, u.dims()) {
             for k in 0..3 {
-                groups
-                    .entry((cols, cols))
-                    .or_default()
-                    .push((i, k, u.narrow(0, k * cols, cols)?));
+                blocks.push((i, u.narrow(0, k * cols, cols)?));
             }
-            n_blocks.push(3);
         } else {
-            groups
-                .entry((rows, cols))
-                .or_default()
-                .push((i, 0, u.clone()));
-            n_blocks.push(1);
+            blocks.push((i, u.clone()));
         }
     }
-    let mut blocks: Vec<Vec<Option<Tensor>>> = n_blocks.iter().map(|&n| vec![None; n]).collect();
-    if crate::dist::size() > 1 {
-        orthogonalize_shared(&groups, steps, dtype, scale, &mut blocks)?;
-        return assemble(blocks);
+    let jobs = blocks
+        .iter()
+        .map(|(_, b)| {
+            let (r, c) = b.dims2()?;
+            // Newton–Schulz costs about rows·cols·min(rows, cols).
+            Ok(crate::dist::Job {
+                cost: r * c * r.min(c),
+                outputs: vec![b.shape().clone()],
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let done = crate::dist::run_shared(&jobs, &device, |mine| {
+        let mine: Vec<&Tensor> = mine.iter().map(|&j| &blocks[j].1).collect();
+        Ok(newton_schulz_batched(&mine, steps, dtype, scale)?
+            .into_iter()
+            .map(|o| vec![o])
+            .collect())
+    })?;
+    let mut out: Vec<Vec<Tensor>> = vec![Vec::new(); items.len()];
+    for ((i, _), mut o) in blocks.iter().zip(done) {
+        out[*i].push(o.remove(0));
     }
-    for ((rows, cols), members) in groups {
-        let stacked = Tensor::stack(&members.iter().map(|(_, _, t)| t).collect::<Vec<_>>(), 0)?;
-        let o = newton_schulz(&stacked, steps, dtype)?;
-        let s = scale.factor(rows, cols);
-        for (j, (i, k, _)) in members.iter().enumerate() {
-            blocks[*i][*k] = Some((o.get(j)? * s)?);
-        }
-    }
-    assemble(blocks)
-}
-
-/// (item index, block index, block), grouped by block shape.
-type Groups = BTreeMap<(usize, usize), Vec<(usize, usize, Tensor)>>;
-
-/// Each item's blocks, joined back into its matrix.
-fn assemble(blocks: Vec<Vec<Option<Tensor>>>) -> Result<Vec<Tensor>> {
-    blocks
-        .into_iter()
+    out.into_iter()
         .map(|bs| {
-            let bs: Vec<Tensor> = bs
-                .into_iter()
-                .map(|b| b.expect("every block filled"))
-                .collect();
             Ok(if bs.len() == 1 {
-                bs[0].clone()
+                bs.into_iter().next().expect("one block")
             } else {
                 Tensor::cat(&bs, 0)?
             })
@@ -133,78 +126,31 @@ fn assemble(blocks: Vec<Vec<Option<Tensor>>>) -> Result<Vec<Tensor>> {
         .collect()
 }
 
-/// The owner process of every block: the costliest first, each to the least-loaded process
-/// (Newton–Schulz costs about rows·cols·min(rows, cols)). Every process computes the same map.
-fn owners(groups: &Groups, world: usize) -> BTreeMap<((usize, usize), usize), usize> {
-    let mut order: Vec<((usize, usize), usize, usize)> = groups
-        .iter()
-        .flat_map(|(&(r, c), m)| (0..m.len()).map(move |j| ((r, c), j, r * c * r.min(c))))
-        .collect();
-    order.sort_by(|a, b| b.2.cmp(&a.2));
-    let mut load = vec![0usize; world];
-    let mut owner = BTreeMap::new();
-    for (shape, j, cost) in order {
-        let p = (0..world).min_by_key(|&p| load[p]).unwrap_or(0);
-        load[p] += cost;
-        owner.insert((shape, j), p);
-    }
-    owner
-}
-
-/// Newton–Schulz shared out over the processes of a data-parallel run, which all hold the same
-/// momenta: each orthogonalises its share of the blocks (balanced by cost, as record 4 splits
-/// its matrices over its 8 GPUs), writes them into one flat buffer that is zero elsewhere, and
-/// one all-reduce (x + 0 = x exactly) hands every process every block: an all-gather.
-fn orthogonalize_shared(
-    groups: &Groups,
+/// Newton–Schulz on every matrix, those of equal shape stacked into one batch, each result
+/// multiplied by its shape scale; in the order given.
+fn newton_schulz_batched(
+    mats: &[&Tensor],
     steps: usize,
     dtype: DType,
     scale: Scale,
-    blocks: &mut [Vec<Option<Tensor>>],
-) -> Result<()> {
-    let owner = owners(groups, crate::dist::size());
-    let me = crate::dist::rank();
-    let mut flat: Vec<f32> = Vec::new();
-    let mut layout = Vec::new();
-    for (&(rows, cols), members) in groups {
-        let mine: Vec<usize> = (0..members.len())
-            .filter(|j| owner[&((rows, cols), *j)] == me)
-            .collect();
-        let mut done: BTreeMap<usize, Tensor> = BTreeMap::new();
-        if !mine.is_empty() {
-            let stacked =
-                Tensor::stack(&mine.iter().map(|&j| &members[j].2).collect::<Vec<_>>(), 0)?;
-            let o = newton_schulz(&stacked, steps, dtype)?;
-            for (q, &j) in mine.iter().enumerate() {
-                done.insert(j, o.get(q)?);
-            }
-        }
+) -> Result<Vec<Tensor>> {
+    let mut by_shape: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
+    for (q, m) in mats.iter().enumerate() {
+        by_shape.entry(m.dims2()?).or_default().push(q);
+    }
+    let mut out: Vec<Option<Tensor>> = vec![None; mats.len()];
+    for ((rows, cols), members) in by_shape {
+        let stacked = Tensor::stack(&members.iter().map(|&q| mats[q]).collect::<Vec<_>>(), 0)?;
+        let o = newton_schulz(&stacked, steps, dtype)?;
         let s = scale.factor(rows, cols);
-        for (j, (i, k, t)) in members.iter().enumerate() {
-            match done.get(&j) {
-                Some(o) => flat.extend(
-                    (o * s)?
-                        .to_dtype(DType::F32)?
-                        .flatten_all()?
-                        .to_vec1::<f32>()?,
-                ),
-                None => flat.resize(flat.len() + rows * cols, 0.0),
-            }
-            layout.push((*i, *k, rows, cols, t.device().clone()));
+        for (j, &q) in members.iter().enumerate() {
+            out[q] = Some((o.get(j)? * s)?);
         }
     }
-    crate::dist::sum_f32(&mut flat);
-    let mut at = 0;
-    for (i, k, rows, cols, device) in layout {
-        let n = rows * cols;
-        blocks[i][k] = Some(Tensor::from_slice(
-            &flat[at..at + n],
-            (rows, cols),
-            &device,
-        )?);
-        at += n;
-    }
-    Ok(())
+    Ok(out
+        .into_iter()
+        .map(|o| o.expect("every matrix done"))
+        .collect())
 }
 
 /// Muon over the 2-D hidden matrices.
@@ -257,42 +203,5 @@ impl Optimizer for Muon {
 
     fn visit_state(&mut self, visit: &mut Visitor<'_>) -> Result<()> {
         self.momentum.visit_state(visit)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The record-4 blocks (12 layers: q, k, v, attn.c_proj as 768², c_fc 3072×768, mlp.c_proj
-    /// 768×3072) shared over 2, 4 and 8 processes: every block has one owner, and no process
-    /// carries more than its fair share plus one of the largest blocks.
-    #[test]
-    fn newton_schulz_work_is_shared_evenly() {
-        let d = 768;
-        let z = Tensor::zeros((1, 1), DType::F32, &candle_core::Device::Cpu).unwrap();
-        let mut groups: Groups = BTreeMap::new();
-        for (r, c, n) in [(d, d, 48), (4 * d, d, 12), (d, 4 * d, 12)] {
-            for i in 0..n {
-                groups.entry((r, c)).or_default().push((i, 0, z.clone()));
-            }
-        }
-        let cost = |r: usize, c: usize| r * c * r.min(c);
-        let total: usize = groups.iter().map(|(&(r, c), m)| cost(r, c) * m.len()).sum();
-        for world in [2, 4, 8] {
-            let owner = owners(&groups, world);
-            assert_eq!(owner.len(), 72);
-            let mut load = vec![0usize; world];
-            for (&((r, c), _), &p) in &owner {
-                load[p] += cost(r, c);
-            }
-            let biggest = cost(4 * d, d);
-            for l in load {
-                assert!(
-                    l <= total / world + biggest,
-                    "world {world}: load {l} of {total}"
-                );
-            }
-        }
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use candle_core::{Tensor, Var};
+use candle_core::{Shape, Tensor, Var};
 
 use super::config::{NeonConfig, NeonFStarConfig, NeonForm};
 use super::muon::Momentum;
@@ -46,21 +46,57 @@ impl NeonCore {
     }
 
     /// For every matrix: fold its gradient into the momentum M, let `delta` turn (name, M, warm
-    /// block) into (update, next warm block), and apply W ← W(1 − lr·wd) − update.
+    /// block) into (update, next warm block, two solver statistics), and apply
+    /// W ← W(1 − lr·wd) − update. In a data-parallel run each process solves its cost-balanced
+    /// share of the matrices and the results are all-gathered, as Muon shares Newton–Schulz.
+    /// Returns each matrix's statistics, in parameter order.
     fn step(
         &mut self,
         grads: &Grads,
         lr: f64,
         weight_decay: f64,
-        mut delta: impl FnMut(&str, &Tensor, Option<&Tensor>) -> Result<(Tensor, Tensor)>,
-    ) -> Result<()> {
+        mut delta: impl FnMut(&str, &Tensor, Option<&Tensor>) -> Result<(Tensor, Tensor, [f32; 2])>,
+    ) -> Result<Vec<(String, [f32; 2])>> {
+        let mut moms = Vec::with_capacity(self.group.params.len());
         for (name, var) in &self.group.params {
-            let m = self.momentum.update_from(grads, name, var)?;
-            let (upd, block) = delta(name, &m, self.warm.get(name))?;
+            moms.push(self.momentum.update_from(grads, name, var)?);
+        }
+        let Some(device) = moms.first().map(|m| m.device().clone()) else {
+            return Ok(Vec::new());
+        };
+        let names: Vec<&String> = self.group.params.keys().collect();
+        let jobs = names
+            .iter()
+            .zip(&moms)
+            .map(|(name, m)| {
+                let (r, c) = m.dims2()?;
+                let warm = self.warm.get(*name).context("no warm block")?;
+                Ok(crate::dist::Job {
+                    cost: r * c * warm.dim(1)?,
+                    outputs: vec![m.shape().clone(), warm.shape().clone(), Shape::from(2)],
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let warm = &self.warm;
+        let done = crate::dist::run_shared(&jobs, &device, |mine| {
+            mine.iter()
+                .map(|&j| {
+                    let (upd, block, stats) = delta(names[j], &moms[j], warm.get(names[j]))?;
+                    Ok(vec![upd, block, Tensor::new(&stats, &device)?])
+                })
+                .collect()
+        })?;
+        let mut stats = Vec::with_capacity(done.len());
+        for ((name, var), out) in self.group.params.iter().zip(done) {
+            let [upd, block, st]: [Tensor; 3] = out
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("Neon: a matrix's result is incomplete"))?;
             apply_update(var, lr, weight_decay, upd)?;
             self.warm.insert(name.clone(), block);
+            let st = st.to_vec1::<f32>()?;
+            stats.push((name.clone(), [st[0], st[1]]));
         }
-        Ok(())
+        Ok(stats)
     }
 
     /// `momentum.NAME` per matrix, then `warm.NAME` per matrix.
@@ -103,19 +139,18 @@ impl Optimizer for Neon {
 
     fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
         let cfg = &self.cfg;
-        let iters = &mut self.last_iters;
-        *iters = 0;
-        self.core.step(grads, lr, cfg.weight_decay, |_, m, warm| {
+        let stats = self.core.step(grads, lr, cfg.weight_decay, |_, m, warm| {
             let top = top_singular(m, 1, cfg.oversample, warm, cfg.iters, cfg.tol)?;
-            *iters += top.iters;
             let (r, c) = m.dims2()?;
             let coef = match cfg.form {
                 NeonForm::Lmo => cfg.scale.factor(r, c),
                 NeonForm::Sigma => top.s[0],
             };
             let upd = top.u.matmul(&top.v.t()?)?;
-            Ok(((upd * (lr * coef))?, top.block))
-        })
+            Ok(((upd * (lr * coef))?, top.block, [top.iters as f32, 0.0]))
+        })?;
+        self.last_iters = stats.iter().map(|(_, s)| s[0] as usize).sum();
+        Ok(())
     }
 
     fn visit_state(&mut self, visit: &mut Visitor<'_>) -> Result<()> {
@@ -186,18 +221,17 @@ impl Optimizer for NeonFStar {
 
     fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
         let cfg = &self.cfg;
-        self.truncated = 0;
-        let (truncated, ranks) = (&mut self.truncated, &mut self.last_ranks);
-        self.core
-            .step(grads, lr, cfg.weight_decay, |name, m, warm| {
-                let (dir, k, cut, block) =
-                    fstar_direction(m, cfg.max_rank, cfg.oversample, warm, cfg.iters, cfg.tol)?;
-                if cut {
-                    *truncated += 1;
-                }
-                ranks.insert(name.to_string(), k);
-                Ok(((dir * lr)?, block))
-            })
+        let stats = self.core.step(grads, lr, cfg.weight_decay, |_, m, warm| {
+            let (dir, k, cut, block) =
+                fstar_direction(m, cfg.max_rank, cfg.oversample, warm, cfg.iters, cfg.tol)?;
+            Ok(((dir * lr)?, block, [k as f32, if cut { 1.0 } else { 0.0 }]))
+        })?;
+        self.truncated = stats.iter().filter(|(_, s)| s[1] > 0.5).count();
+        self.last_ranks = stats
+            .into_iter()
+            .map(|(name, s)| (name, s[0] as usize))
+            .collect();
+        Ok(())
     }
 
     fn visit_state(&mut self, visit: &mut Visitor<'_>) -> Result<()> {

@@ -3,10 +3,9 @@
 //! layer input.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Shape, Tensor, Var};
 use rayon::prelude::*;
 
 use super::config::{MuonConfig, NewtonMuonConfig};
@@ -31,7 +30,7 @@ pub struct NewtonMuon {
     /// Completed steps (decides which steps are refresh steps).
     t: u64,
     /// Factorisations that failed on the last refresh (their previous inverse was kept).
-    pub cholesky_failures: AtomicUsize,
+    pub cholesky_failures: usize,
     /// Weights that received no layer input on the last refresh (their statistic was not
     /// updated). Per refresh rather than cumulative, so a resumed run reports what a straight
     /// one does.
@@ -90,7 +89,7 @@ impl NewtonMuon {
             muon,
             stats,
             t: 0,
-            cholesky_failures: AtomicUsize::new(0),
+            cholesky_failures: 0,
             missing_inputs: 0,
         })
     }
@@ -119,15 +118,16 @@ impl NewtonMuon {
     }
 
     /// Fold this step's averaged statistic into S (EMA) and refactor K for every block that got
-    /// inputs. Factorisations run on the host, in parallel over blocks. S and K⁻¹ are stored in
-    /// fp32 (docs/optimizers.md: all state is fp32), but the factorisation itself accumulates in f64: it costs nothing
-    /// extra at 768² and keeps K⁻¹ accurate to fp32 rounding at the ridge-limited condition
-    /// numbers (≤ ~5·in); a non-positive pivot is still reported and the old inverse kept.
+    /// inputs. Factorisations run on the host, in parallel over blocks, and in a data-parallel run
+    /// each process factors its cost-balanced share, the inverses then all-gathered. S and K⁻¹ are
+    /// stored in fp32 (docs/optimizers.md: all state is fp32), but the factorisation accumulates
+    /// in f64: it costs nothing extra at 768² and keeps K⁻¹ accurate to fp32 rounding at the
+    /// ridge-limited condition numbers (≤ ~5·in); a non-positive pivot is still reported and the
+    /// old inverse kept.
     fn refresh(&mut self) -> Result<()> {
-        let (alpha, ridge) = (self.cfg.ema, self.cfg.ridge);
+        let alpha = self.cfg.ema;
         self.missing_inputs = 0;
-        self.cholesky_failures.store(0, Ordering::Relaxed);
-        let mut jobs: Vec<(&mut Stat, Vec<f32>, usize, Device)> = Vec::new();
+        let mut due: Vec<&mut Stat> = Vec::new();
         for (_, blocks) in self.stats.iter_mut() {
             if blocks.iter().any(|st| st.acc.is_none()) {
                 self.missing_inputs += 1;
@@ -137,39 +137,76 @@ impl NewtonMuon {
                 let c = (acc / st.count as f64)?;
                 st.count = 0;
                 st.s = ((&st.s * (1.0 - alpha))? + (c * alpha)?)?;
+                due.push(st);
+            }
+        }
+        let Some(device) = due.first().map(|st| st.s.device().clone()) else {
+            self.cholesky_failures = 0;
+            return Ok(());
+        };
+        let jobs = due
+            .iter()
+            .map(|st| {
                 let n = st.s.dim(0)?;
-                let host = st.s.flatten_all()?.to_vec1::<f32>()?;
-                let dev = st.s.device().clone();
-                jobs.push((st, host, n, dev));
-            }
-        }
-        let failures = &self.cholesky_failures;
-        let inverses: Vec<Option<Vec<f32>>> = jobs
-            .par_iter()
-            .map(|(_, s, n, _)| {
-                let n = *n;
-                let trace: f64 = (0..n).map(|i| s[i * n + i] as f64).sum();
-                // K = S + (ridge·tr(S)/in + 1e-8)·I: a ridge of `ridge` × the mean eigenvalue.
-                let damp = ridge * trace / n as f64 + 1e-8;
-                let mut k: Vec<f64> = s.iter().map(|&x| x as f64).collect();
-                for i in 0..n {
-                    k[i * n + i] += damp;
-                }
-                let inv = cholesky_inverse(&k, n);
-                if inv.is_none() {
-                    failures.fetch_add(1, Ordering::Relaxed);
-                }
-                inv.map(|v| v.into_iter().map(|x| x as f32).collect())
+                // The inverse, then 1 where the factorisation succeeded.
+                let outputs = vec![Shape::from((n, n)), Shape::from(1)];
+                Ok(crate::dist::Job {
+                    cost: n * n * n,
+                    outputs,
+                })
             })
-            .collect();
-        for ((st, _, n, dev), inv) in jobs.into_iter().zip(inverses) {
-            match inv {
-                Some(v) => st.inv = Tensor::from_vec(v, (n, n), &dev)?,
-                None => eprintln!("newton-muon: Cholesky of a {n}x{n} statistic failed; keeping the previous inverse"),
+            .collect::<Result<Vec<_>>>()?;
+        let ridge = self.cfg.ridge;
+        let done = crate::dist::run_shared(&jobs, &device, |mine| {
+            let hosts = mine
+                .iter()
+                .map(|&j| Ok(due[j].s.flatten_all()?.to_vec1::<f32>()?))
+                .collect::<Result<Vec<_>>>()?;
+            let inverses: Vec<Option<Vec<f32>>> = hosts
+                .par_iter()
+                .map(|s| damped_inverse(s, ridge))
+                .collect();
+            mine.iter()
+                .zip(inverses)
+                .map(|(&j, inv)| {
+                    let n = due[j].s.dim(0)?;
+                    let (inv, ok) = match inv {
+                        Some(v) => (Tensor::from_vec(v, (n, n), &device)?, 1f32),
+                        None => (Tensor::zeros((n, n), DType::F32, &device)?, 0f32),
+                    };
+                    Ok(vec![inv, Tensor::new(&[ok], &device)?])
+                })
+                .collect()
+        })?;
+        let mut failures = 0;
+        for (st, mut out) in due.into_iter().zip(done) {
+            let ok = out[1].to_vec1::<f32>()?[0] > 0.5;
+            if ok {
+                st.inv = out.swap_remove(0);
+            } else {
+                failures += 1;
+                if crate::dist::is_root() {
+                    let n = st.s.dim(0)?;
+                    eprintln!("newton-muon: Cholesky of a {n}x{n} statistic failed; keeping the previous inverse");
+                }
             }
         }
+        self.cholesky_failures = failures;
         Ok(())
     }
+}
+
+/// K⁻¹ for K = S + (ridge·tr(S)/n + 1e-8)·I, a ridge of `ridge` × the mean eigenvalue, from the
+/// n × n statistic `s` (row-major); None where the Cholesky factorisation fails.
+fn damped_inverse(s: &[f32], ridge: f64) -> Option<Vec<f32>> {
+    let n = (s.len() as f64).sqrt() as usize;
+    let trace: f64 = (0..n).map(|i| s[i * n + i] as f64).sum();
+    let damp = ridge * trace / n as f64 + 1e-8;
+    let mut k: Vec<f64> = s.iter().map(|&x| x as f64).collect();
+    for i in 0..n {
+        k[i * n + i] += damp;
+    }
+    cholesky_inverse(&k, n).map(|v| v.into_iter().map(|x| x as f32).collect())
 }
 
 impl Optimizer for NewtonMuon {
@@ -223,7 +260,7 @@ impl Optimizer for NewtonMuon {
         vec![
             (
                 "cholesky_failures".to_string(),
-                self.cholesky_failures.load(Ordering::Relaxed) as f64,
+                self.cholesky_failures as f64,
             ),
             ("missing_inputs".to_string(), self.missing_inputs as f64),
         ]

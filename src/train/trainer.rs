@@ -180,6 +180,7 @@ impl Trainer {
     /// One optimizer step over the next batch of every rank.
     pub fn step(&mut self) -> Result<StepOutcome> {
         let t0 = Instant::now();
+        dist::take_comm_ms();
         let step = self.progress.step;
         // Every process walks the record's data order for all ranks and trains its own share.
         let all = self.train_loader.next_step()?;
@@ -220,22 +221,20 @@ impl Trainer {
         }
         let loss_sum = loss_sum.ok_or_else(|| anyhow!("a step without micro-batches"))?;
         let mut loss = [loss_sum.to_scalar::<f64>()?];
-        let comm_ms = if dist::size() > 1 {
-            let c0 = Instant::now();
+        if dist::size() > 1 {
             all_reduce_grads(&mut grads)?;
             dist::sum_f64(&mut loss);
             if collect {
                 self.opt.reduce_layer_inputs(step)?;
             }
-            Some(c0.elapsed().as_secs_f64() * 1e3)
-        } else {
-            None
-        };
+        }
         let train = &self.cfg.train;
         let mult = lr_mult(step, train.steps, train.warmup_steps, train.warmdown_steps);
         self.opt.step(&grads, mult)?;
         drop(grads);
         device.synchronize()?;
+        // The gradient all-reduce and the optimizers' all-gathers of this step.
+        let comm_ms = (dist::size() > 1).then(dist::take_comm_ms);
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         self.progress.finish_step(ms);
         let loss = loss[0] / self.geo.accum as f64;

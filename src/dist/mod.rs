@@ -8,6 +8,7 @@
 //! (dropping it finalises MPI).
 
 use anyhow::Result;
+use candle_core::{DType, Tensor};
 
 /// Keeps MPI initialised; dropping it finalises.
 pub struct Guard {
@@ -16,81 +17,21 @@ pub struct Guard {
 }
 
 #[cfg(feature = "mpi")]
-mod imp {
-    use std::cell::RefCell;
+mod world;
+#[cfg(feature = "mpi")]
+use self::world as imp;
+#[cfg(feature = "nccl")]
+mod nccl;
+mod share;
 
-    use mpi::collective::SystemOperation;
-    use mpi::topology::SimpleCommunicator;
-    use mpi::traits::*;
-
-    thread_local! {
-        pub static COMM: RefCell<Option<SimpleCommunicator>> = const { RefCell::new(None) };
-    }
-
-    /// Started by an MPI launcher? (OpenMPI's and the PMI variables; a plain start stays MPI-free.)
-    pub fn launched() -> bool {
-        ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"]
-            .iter()
-            .any(|v| std::env::var_os(v).is_some())
-    }
-
-    pub fn init() -> Option<mpi::environment::Universe> {
-        if !launched() {
-            return None;
-        }
-        let universe = mpi::initialize()?;
-        COMM.with(|c| *c.borrow_mut() = Some(universe.world()));
-        Some(universe)
-    }
-
-    pub fn rank_size() -> (usize, usize) {
-        COMM.with(|c| match c.borrow().as_ref() {
-            Some(w) => (w.rank() as usize, w.size() as usize),
-            None => (0, 1),
-        })
-    }
-
-    pub fn sum_f32(buf: &mut [f32]) {
-        COMM.with(|c| {
-            if let Some(w) = c.borrow().as_ref() {
-                let send = buf.to_vec();
-                w.all_reduce_into(&send[..], buf, SystemOperation::sum());
-            }
-        })
-    }
-
-    pub fn sum_f64(buf: &mut [f64]) {
-        COMM.with(|c| {
-            if let Some(w) = c.borrow().as_ref() {
-                let send = buf.to_vec();
-                w.all_reduce_into(&send[..], buf, SystemOperation::sum());
-            }
-        })
-    }
-
-    pub fn min_max_u64(x: u64) -> (u64, u64) {
-        COMM.with(|c| match c.borrow().as_ref() {
-            Some(w) => {
-                let (mut lo, mut hi) = (0u64, 0u64);
-                w.all_reduce_into(&x, &mut lo, SystemOperation::min());
-                w.all_reduce_into(&x, &mut hi, SystemOperation::max());
-                (lo, hi)
-            }
-            None => (x, x),
-        })
-    }
-
-    pub fn abort(code: i32) -> ! {
-        COMM.with(|c| match c.borrow().as_ref() {
-            Some(w) => w.abort(code),
-            None => std::process::exit(code),
-        })
-    }
-}
+pub use share::{owners, run_shared, Job};
 
 #[cfg(not(feature = "mpi"))]
 mod imp {
     pub fn rank_size() -> (usize, usize) {
+        (0, 1)
+    }
+    pub fn local_rank_size() -> (usize, usize) {
         (0, 1)
     }
     pub fn sum_f32(_: &mut [f32]) {}
@@ -121,42 +62,94 @@ pub fn size() -> usize {
     imp::rank_size().1
 }
 
+/// This process's rank among the processes of its node, and their number: a multi-GPU run
+/// gives each process GPU `local rank`.
+pub fn local_rank_size() -> (usize, usize) {
+    imp::local_rank_size()
+}
+
+/// Join the world's GPU communicator (NCCL, in a binary built with `nccl`) on this process's
+/// `device`; without it, CUDA tensors are summed through host memory over MPI.
+pub fn attach(device: &candle_core::Device) -> Result<()> {
+    #[cfg(feature = "nccl")]
+    nccl::init(device)?;
+    let _ = device;
+    Ok(())
+}
+
 /// Rank 0: the one process that writes the run directory and prints.
 pub fn is_root() -> bool {
     rank() == 0
 }
 
+thread_local! {
+    /// Seconds spent in the collectives since the last `take_comm_ms`.
+    static COMM_SECS: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
+}
+
+fn timed<R>(f: impl FnOnce() -> R) -> R {
+    let t0 = std::time::Instant::now();
+    let r = f();
+    COMM_SECS.with(|c| c.set(c.get() + t0.elapsed().as_secs_f64()));
+    r
+}
+
+/// Milliseconds spent in all-reduces and all-gathers since the last call (the trainer logs
+/// each step's as `comm_ms`).
+pub fn take_comm_ms() -> f64 {
+    COMM_SECS.with(|c| c.replace(0.0)) * 1e3
+}
+
 /// Element-wise sum over all processes, in place.
 pub fn sum_f32(buf: &mut [f32]) {
-    imp::sum_f32(buf)
+    timed(|| imp::sum_f32(buf))
 }
 
 /// Element-wise sum over all processes, in place.
 pub fn sum_f64(buf: &mut [f64]) {
-    imp::sum_f64(buf)
+    timed(|| imp::sum_f64(buf))
 }
 
 /// Element-wise sum of `tensors` over all processes, in place, in one all-reduce of one flat
-/// fp32 buffer (a few large calls rather than one per tensor). Each keeps its shape, device and
-/// dtype.
-pub fn sum_tensors(tensors: &mut [&mut candle_core::Tensor]) -> Result<()> {
-    if size() == 1 {
+/// fp32 buffer (a few large calls rather than one per tensor): over NCCL on the GPUs where the
+/// world has a communicator, through host memory over MPI otherwise. Each tensor keeps its
+/// shape, device and dtype.
+pub fn sum_tensors(tensors: &mut [&mut Tensor]) -> Result<()> {
+    if size() == 1 || tensors.is_empty() {
         return Ok(());
     }
-    let mut flat: Vec<f32> = Vec::new();
-    for t in tensors.iter() {
-        let t = t.to_dtype(candle_core::DType::F32)?.flatten_all()?;
-        flat.extend(t.to_vec1::<f32>()?);
-    }
-    sum_f32(&mut flat);
+    let parts = tensors
+        .iter()
+        .map(|t| t.to_dtype(DType::F32)?.flatten_all())
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let flat = Tensor::cat(&parts, 0)?;
+    let summed = sum_flat(flat)?;
     let mut at = 0;
     for t in tensors.iter_mut() {
         let n = t.elem_count();
-        let summed = candle_core::Tensor::from_slice(&flat[at..at + n], t.shape(), t.device())?;
-        **t = summed.to_dtype(t.dtype())?;
+        let part = summed.narrow(0, at, n)?.reshape(t.shape())?;
+        **t = part.to_dtype(t.dtype())?;
         at += n;
     }
     Ok(())
+}
+
+/// The all-reduce (sum) of one flat fp32 tensor.
+fn sum_flat(flat: Tensor) -> Result<Tensor> {
+    #[cfg(feature = "nccl")]
+    if flat.device().is_cuda() && nccl::ready() {
+        // Synchronised on both sides, so `comm_ms` times the transfer, not the kernels queued
+        // before it.
+        flat.device().synchronize()?;
+        return timed(|| {
+            let summed = nccl::sum(&flat)?;
+            flat.device().synchronize()?;
+            Ok(summed)
+        });
+    }
+    let mut host = flat.to_vec1::<f32>()?;
+    sum_f32(&mut host);
+    Ok(Tensor::from_vec(host, flat.dims1()?, flat.device())?)
 }
 
 /// The smallest and largest `x` over all processes (equal when every process agrees).
