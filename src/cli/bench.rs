@@ -123,6 +123,13 @@ fn bench_model(a: ModelBench) -> Result<()> {
     Ok(())
 }
 
+/// scripts/bench_torch.py and the modules it imports.
+const PEER_SCRIPTS: [(&str, &str); 3] = [
+    ("bench_torch.py", include_str!("../../scripts/bench_torch.py")),
+    ("bench_optim_torch.py", include_str!("../../scripts/bench_optim_torch.py")),
+    ("gpt_ref.py", include_str!("../../scripts/gpt_ref.py")),
+];
+
 /// Run scripts/bench_torch.py on the same shapes, threads, precision and optimizer; returns the
 /// JSON object it prints last.
 fn run_peer(a: &ModelBench, cfg: &Config, exec: &Exec) -> Result<serde_json::Value> {
@@ -145,8 +152,13 @@ fn run_peer(a: &ModelBench, cfg: &Config, exec: &Exec) -> Result<serde_json::Val
         ("--precision", exec.precision().to_string()),
         ("--optim", cfg.optim.name.to_string()),
     ];
+    // The peer's scripts are built into the binary, so `--peer` works from any directory.
+    let scripts = tempfile::tempdir()?;
+    for (name, text) in PEER_SCRIPTS {
+        std::fs::write(scripts.path().join(name), text)?;
+    }
     let mut cmd = Command::new(&a.python);
-    cmd.arg("scripts/bench_torch.py");
+    cmd.arg(scripts.path().join("bench_torch.py"));
     for (k, v) in &args {
         cmd.args([k, v.as_str()]);
     }

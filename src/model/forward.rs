@@ -91,9 +91,22 @@ impl Gpt {
         &self,
         idx: &Tensor,
         compute: DType,
-        mut sink: Option<&mut dyn LayerInputSink>,
+        sink: Option<&mut dyn LayerInputSink>,
         detached: bool,
     ) -> Result<Tensor> {
+        let (xn, wte) = self.hidden(idx, compute, sink, detached)?;
+        // The tied head; logits come back in fp32 (docs/model.md, "Head").
+        Ok(linear(&xn, &wte, compute)?.to_dtype(DType::F32)?)
+    }
+
+    /// The final normed hidden states (B, T, d) fp32 and the tied weight they meet in the head.
+    pub(crate) fn hidden(
+        &self,
+        idx: &Tensor,
+        compute: DType,
+        mut sink: Option<&mut dyn LayerInputSink>,
+        detached: bool,
+    ) -> Result<(Tensor, Tensor)> {
         let (b, t) = self.check_input(idx, compute)?;
         let tab = self.tables(t)?;
         // Only the attention branch is scaled, by 1/√(2·n_layer) (docs/model.md, "Residual stream").
@@ -122,9 +135,7 @@ impl Gpt {
             x = (x + m.to_dtype(DType::F32)?)?;
         }
 
-        // Final norm, then the tied head; logits come back in fp32 (docs/model.md, "Head").
-        let xn = rms_norm(&x)?;
-        Ok(linear(&xn, &wte, compute)?.to_dtype(DType::F32)?)
+        Ok((rms_norm(&x)?, wte))
     }
 
     /// Causal self-attention of one block on the normed input `xn` (B, T, d), up to but not

@@ -14,6 +14,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 mod forward;
+mod head;
 mod io;
 pub mod layers;
 pub mod params;
@@ -130,8 +131,36 @@ impl Gpt {
         compute: DType,
         sink: Option<&mut dyn LayerInputSink>,
     ) -> Result<Tensor> {
+        let (h, w, targets) = self.head_inputs(idx, targets, compute, sink, false)?;
+        head::head_loss(&h, &w, &targets, compute, head::HEAD_CHUNK_TOKENS, true)
+    }
+
+    /// The unchunked loss: the full logits, then the cross-entropy (the reference the chunked
+    /// head is checked against).
+    pub fn loss_unchunked(
+        &self,
+        idx: &Tensor,
+        targets: &Tensor,
+        compute: DType,
+        sink: Option<&mut dyn LayerInputSink>,
+    ) -> Result<Tensor> {
         let logits = self.forward(idx, compute, sink, false)?;
         xent::cross_entropy(&logits, targets)
+    }
+
+    /// Hidden states (N, d), the tied weight, and the targets (N,) u32, checked against `idx`.
+    fn head_inputs(
+        &self,
+        idx: &Tensor,
+        targets: &Tensor,
+        compute: DType,
+        sink: Option<&mut dyn LayerInputSink>,
+        detached: bool,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (h, w) = self.hidden(idx, compute, sink, detached)?;
+        let (b, t, d) = h.dims3()?;
+        let targets = xent::check_targets(targets, (b, t))?;
+        Ok((h.reshape((b * t, d))?, w, targets))
     }
 
     /// Logits (B, T, vocab) in fp32, with a graph.
@@ -146,8 +175,8 @@ impl Gpt {
 
     /// Loss on detached weights: builds no autograd graph (validation).
     pub fn eval_loss(&self, idx: &Tensor, targets: &Tensor, compute: DType) -> Result<f32> {
-        let logits = self.forward(idx, compute, None, true)?;
-        let loss = xent::cross_entropy(&logits, targets)?;
+        let (h, w, targets) = self.head_inputs(idx, targets, compute, None, true)?;
+        let loss = head::head_loss(&h, &w, &targets, compute, head::HEAD_CHUNK_TOKENS, false)?;
         if loss.track_op() {
             bail!("model: eval_loss built an autograd graph (a weight was not detached)");
         }

@@ -44,6 +44,76 @@ fn row_stats(row: &[f32]) -> (f32, f32) {
     (max, sum.ln() as f32)
 }
 
+/// One row's gradient `(softmax(row) − onehot(t)) · g` into `o`, from its (max, lse). Every entry
+/// but the target gets softmax · g; the target gets −g · Σ_{j≠t} p_j, which stays accurate when
+/// p_t rounds to 1 (a confident row), unlike (p_t − 1) · g.
+fn row_grad(o: &mut [f32], row: &[f32], (max, lse): (f32, f32), t: usize, g: f32) {
+    let mut others = 0f64;
+    let mut fill = |o: &mut [f32], row: &[f32]| {
+        for (oj, &xj) in o.iter_mut().zip(row) {
+            let p = ((xj - max) - lse).exp();
+            others += p as f64;
+            *oj = p * g;
+        }
+    };
+    fill(&mut o[..t], &row[..t]);
+    fill(&mut o[t + 1..], &row[t + 1..]);
+    o[t] = (-(others * g as f64)) as f32;
+}
+
+/// One row's loss, and its gradient `(softmax − onehot) · g` into `o`, with one `exp` per entry:
+/// `o` first holds e_j = exp(x_j − max) while their sum accumulates (f64), then is scaled by
+/// g / Σ. The target entry is −g · (Σ − e_t) / Σ, as in [`row_grad`].
+fn row_loss_and_grad(o: &mut [f32], row: &[f32], t: usize, g: f32) -> f32 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f64;
+    for (oj, &xj) in o.iter_mut().zip(row) {
+        let e = (xj - max).exp();
+        *oj = e;
+        sum += e as f64;
+    }
+    let others = sum - o[t] as f64;
+    let k = (g as f64 / sum) as f32;
+    for oj in o.iter_mut() {
+        *oj *= k;
+    }
+    o[t] = (-(others / sum) * g as f64) as f32;
+    ((max - row[t]) as f64 + sum.ln()) as f32
+}
+
+/// Per-row loss (N,) and its gradient `scale · (softmax − onehot)` (N, V) of contiguous fp32 CPU
+/// `logits` against u32 `targets`, in one stats pass and one gradient pass: what the fused op's
+/// forward and backward compute, for a caller that needs the gradient straight away (the
+/// chunked head, `head.rs`).
+pub(crate) fn cpu_rows_and_grad(
+    logits: &Tensor,
+    targets: &Tensor,
+    scale: f32,
+) -> Result<(Tensor, Tensor)> {
+    let (ls, ll) = logits.storage_and_layout();
+    let (ts, tl) = targets.storage_and_layout();
+    let (ls, ts) = match (&*ls, &*ts) {
+        (Storage::Cpu(a), Storage::Cpu(b)) => (a, b),
+        _ => bail!("fused_xent: CPU tensors expected"),
+    };
+    let (n, v, t) = check(ll, ts, tl)?;
+    let x = f32_rows(ls, ll, "logits")?;
+    if v == 0 {
+        bail!("fused_xent: empty vocabulary");
+    }
+    let mut grad = vec![0f32; n * v];
+    let loss: Vec<f32> = grad
+        .par_chunks_exact_mut(v)
+        .zip(x.par_chunks_exact(v))
+        .zip(t.par_iter())
+        .map(|((o, row), &t)| row_loss_and_grad(o, row, t as usize, scale))
+        .collect();
+    Ok((
+        Tensor::from_vec(loss, n, logits.device())?,
+        Tensor::from_vec(grad, (n, v), logits.device())?,
+    ))
+}
+
 /// The contiguous f32 slice of `(storage, layout)` for `n` rows of `v`, or an error.
 fn f32_rows<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let data = match s {
@@ -148,24 +218,7 @@ impl CustomOp2 for FusedXent {
         out.par_chunks_exact_mut(v)
             .zip(x.par_chunks_exact(v))
             .enumerate()
-            .for_each(|(i, (o, row))| {
-                let (max, lse) = stats[i];
-                let gi = g[i];
-                let t = targets[i] as usize;
-                // softmax · g everywhere but the target; the target gets −g · Σ_{j≠t} p_j, which
-                // stays accurate when p_t rounds to 1 (a confident row), unlike (p_t − 1) · g.
-                let mut others = 0f64;
-                let mut fill = |o: &mut [f32], row: &[f32]| {
-                    for (oj, &xj) in o.iter_mut().zip(row) {
-                        let p = ((xj - max) - lse).exp();
-                        others += p as f64;
-                        *oj = p * gi;
-                    }
-                };
-                fill(&mut o[..t], &row[..t]);
-                fill(&mut o[t + 1..], &row[t + 1..]);
-                o[t] = (-(others * gi as f64)) as f32;
-            });
+            .for_each(|(i, (o, row))| row_grad(o, row, stats[i], targets[i] as usize, g[i]));
         let grad = Tensor::from_vec(out, (n, v), logits.device())?;
         Ok((Some(grad), None))
     }
@@ -183,6 +236,18 @@ pub(crate) fn cross_entropy_rows(logits: &Tensor, targets: &Tensor) -> Result<Te
 /// no fused kernel for it.
 pub(crate) fn cross_entropy(logits: &Tensor, targets: &Tensor) -> anyhow::Result<Tensor> {
     let (b, t, v) = logits.dims3()?;
+    let targets = check_targets(targets, (b, t))?;
+    let logits = logits.reshape((b * t, v))?;
+    if logits.device().is_cpu() && logits.dtype() == DType::F32 {
+        // Two read passes forward, one read + one write backward.
+        let rows = cross_entropy_rows(&logits.contiguous()?, &targets.contiguous()?)?;
+        return Ok(rows.mean_all()?);
+    }
+    Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
+}
+
+/// `targets` of the input's shape (B, T) and of an integer dtype, flattened to (B·T,) u32.
+pub(crate) fn check_targets(targets: &Tensor, (b, t): (usize, usize)) -> anyhow::Result<Tensor> {
     if targets.dims() != [b, t] {
         anyhow::bail!(
             "model: targets shape {:?} does not match idx shape ({b}, {t})",
@@ -195,12 +260,5 @@ pub(crate) fn cross_entropy(logits: &Tensor, targets: &Tensor) -> anyhow::Result
             targets.dtype()
         );
     }
-    let targets = targets.flatten_all()?.to_dtype(DType::U32)?;
-    let logits = logits.reshape((b * t, v))?;
-    if logits.device().is_cpu() && logits.dtype() == DType::F32 {
-        // Two read passes forward, one read + one write backward.
-        let rows = cross_entropy_rows(&logits.contiguous()?, &targets.contiguous()?)?;
-        return Ok(rows.mean_all()?);
-    }
-    Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
+    Ok(targets.flatten_all()?.to_dtype(DType::U32)?)
 }

@@ -3,6 +3,7 @@
 mod checkpoint;
 mod golden;
 mod grads;
+mod head;
 mod xent;
 
 use std::path::PathBuf;

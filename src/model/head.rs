@@ -1,0 +1,130 @@
+//! The tied head and the cross-entropy, token chunk by token chunk, so that the (tokens × vocab)
+//! logits never exist whole (the "fused linear cross-entropy" of Liger-Kernel and others).
+//!
+//! At vocab 50257 the head is most of a small preset's FLOPs, and its logits are the largest
+//! buffers of a step: 2,048 tokens × 50257 × 4 bytes = 412 MB, written by the matmul, read by the
+//! softmax, written again as their gradient and read twice by the backward GEMMs. Here each chunk
+//! of `chunk` tokens computes its logits, its loss rows and, for a training loss, their gradient
+//! `(softmax − onehot) / N` at once; the chunk's hidden-state gradient `dL·W` and its share of the
+//! weight gradient `dLᵀ·h` follow straight away, and the chunk's buffers are freed. The FLOPs are
+//! those of the unchunked head (one forward GEMM, two backward GEMMs); nothing is recomputed,
+//! because the loss is the last op of the graph and its gradient is known in the forward.
+//!
+//! The gradients reach candle's autograd through a surrogate: `L + (s − detach(s))` with
+//! `s = Σ h·G_h + Σ W·G_W`. Its value is exactly `L` (x − x = 0, and L + 0 = L), and its gradient
+//! with respect to `h` and `W` is exactly `G_h` and `G_W`, so the backward of the layers below
+//! and of the embedding (which shares `W`) runs unchanged. The numerics per chunk are the fused
+//! CPU op's (`xent.rs`) on fp32 CPU logits and candle_nn's composite cross-entropy elsewhere
+//! (CUDA), both of which the tests check against the unchunked loss and its gradients.
+
+use anyhow::Result;
+use candle_core::{DType, Tensor, Var};
+
+use super::xent;
+
+/// Tokens per chunk: a (256 × 50257) fp32 chunk of logits is 51 MB, small enough to stay out of
+/// the way and large enough that each GEMM runs at full speed.
+pub const HEAD_CHUNK_TOKENS: usize = 256;
+
+/// Mean next-token cross-entropy of the tied head: `h` (N, D) fp32 hidden states, `w` (V, D)
+/// the fp32 tied weight (both may carry a graph), `targets` (N,) u32, the GEMMs in `compute`.
+/// With `grad`, the result carries the gradients described above; without, it is a plain value.
+pub(crate) fn head_loss(
+    h: &Tensor,
+    w: &Tensor,
+    targets: &Tensor,
+    compute: DType,
+    chunk: usize,
+    grad: bool,
+) -> Result<Tensor> {
+    let (n, _) = h.dims2()?;
+    if n == 0 {
+        anyhow::bail!("model: a batch without tokens");
+    }
+    let chunk = chunk.max(1);
+    let (hd, wc) = (h.detach(), w.detach().to_dtype(compute)?);
+    let scale = 1.0 / n as f64;
+    let mut loss_sum: Option<Tensor> = None;
+    let mut grad_h = Vec::with_capacity(n.div_ceil(chunk));
+    let mut grad_w: Option<Tensor> = None;
+    for start in (0..n).step_by(chunk) {
+        let c = chunk.min(n - start);
+        let hc = hd.narrow(0, start, c)?.to_dtype(compute)?;
+        let tc = targets.narrow(0, start, c)?;
+        let logits = hc.matmul(&wc.t()?)?.to_dtype(DType::F32)?;
+        let rows = if grad {
+            let (rows, dl) = rows_and_grad(&logits, &tc, scale)?;
+            let dl = dl.to_dtype(compute)?;
+            grad_h.push(dl.matmul(&wc)?.to_dtype(DType::F32)?);
+            let gw = dl.t()?.matmul(&hc)?.to_dtype(DType::F32)?;
+            grad_w = Some(match grad_w {
+                Some(acc) => (acc + gw)?,
+                None => gw,
+            });
+            rows
+        } else {
+            rows_only(&logits, &tc)?
+        };
+        let s = rows.sum_all()?;
+        loss_sum = Some(match loss_sum {
+            Some(acc) => (acc + s)?,
+            None => s,
+        });
+    }
+    let loss = (loss_sum.expect("at least one chunk") * scale)?;
+    let Some(grad_w) = grad_w else {
+        return Ok(loss);
+    };
+    let grad_h = Tensor::cat(&grad_h, 0)?;
+    let s = ((h * &grad_h)?.sum_all()? + (w * grad_w.to_dtype(w.dtype())?)?.sum_all()?)?;
+    Ok((loss + (&s - s.detach())?)?)
+}
+
+/// Loss rows (c,) and `scale · (softmax − onehot)` (c, V) of one chunk of fp32 logits.
+pub(crate) fn rows_and_grad(logits: &Tensor, targets: &Tensor, scale: f64) -> Result<(Tensor, Tensor)> {
+    if logits.device().is_cpu() {
+        return Ok(xent::cpu_rows_and_grad(
+            &logits.contiguous()?,
+            &targets.contiguous()?,
+            scale as f32,
+        )?);
+    }
+    composite_rows_and_grad(logits, targets, scale)
+}
+
+/// [`rows_and_grad`] from candle ops on any device: the composite cross-entropy, differentiated
+/// by candle on this chunk alone (the Var is a copy of one chunk's logits).
+pub(crate) fn composite_rows_and_grad(
+    logits: &Tensor,
+    targets: &Tensor,
+    scale: f64,
+) -> Result<(Tensor, Tensor)> {
+    let v = Var::from_tensor(logits)?;
+    let rows = per_row_composite(v.as_tensor(), targets)?;
+    let grads = (rows.sum_all()? * scale)?.backward()?;
+    let dl = grads
+        .get(v.as_tensor())
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("model: no gradient for the head's logits"))?;
+    Ok((rows.detach(), dl))
+}
+
+/// Loss rows (c,) of one chunk of fp32 logits, no gradient.
+fn rows_only(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    if logits.device().is_cpu() {
+        return Ok(xent::cross_entropy_rows(
+            &logits.contiguous()?,
+            &targets.contiguous()?,
+        )?);
+    }
+    per_row_composite(logits, targets)
+}
+
+/// `logsumexp(x) − x[target]` per row from candle ops (any device).
+fn per_row_composite(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let logp = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
+    Ok(logp
+        .gather(&targets.unsqueeze(1)?, 1)?
+        .squeeze(1)?
+        .neg()?)
+}
