@@ -15,7 +15,11 @@ fn main() {
         .into_iter()
         .filter(|f| std::env::var_os(format!("CARGO_FEATURE_{}", f.to_uppercase())).is_some())
         .collect();
-    let features = if features.is_empty() { "cpu".to_string() } else { features.join(",") };
+    let features = if features.is_empty() {
+        "cpu".to_string()
+    } else {
+        features.join(",")
+    };
     println!(
         "cargo:rustc-env=SPEEDRUN_LONG_VERSION={} ({commit}; {features})",
         std::env::var("CARGO_PKG_VERSION").unwrap_or_default()

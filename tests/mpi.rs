@@ -175,7 +175,10 @@ fn a_bad_config_under_mpirun_is_one_line_from_rank_0() {
     assert!(!o.status.success());
     let lines: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
     assert_eq!(lines.len(), 1, "{err}");
-    assert!(lines[0].starts_with("error: ") && lines[0].contains("exceeds train.steps"), "{err}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains("exceeds train.steps"),
+        "{err}"
+    );
     assert!(!err.contains("MPI_ABORT"), "{err}");
     assert!(!tmp.path().join("bad").exists());
 }

@@ -125,8 +125,14 @@ fn bench_model(a: ModelBench) -> Result<()> {
 
 /// scripts/bench_torch.py and the modules it imports.
 const PEER_SCRIPTS: [(&str, &str); 3] = [
-    ("bench_torch.py", include_str!("../../scripts/bench_torch.py")),
-    ("bench_optim_torch.py", include_str!("../../scripts/bench_optim_torch.py")),
+    (
+        "bench_torch.py",
+        include_str!("../../scripts/bench_torch.py"),
+    ),
+    (
+        "bench_optim_torch.py",
+        include_str!("../../scripts/bench_optim_torch.py"),
+    ),
     ("gpt_ref.py", include_str!("../../scripts/gpt_ref.py")),
 ];
 

@@ -48,7 +48,11 @@ where
     let mine: Vec<usize> = (0..jobs.len()).filter(|&i| owner[i] == me).collect();
     let done = compute(&mine)?;
     if done.len() != mine.len() {
-        bail!("shared work: {} results for {} jobs", done.len(), mine.len());
+        bail!(
+            "shared work: {} results for {} jobs",
+            done.len(),
+            mine.len()
+        );
     }
     let mut done: BTreeMap<usize, Vec<Tensor>> = mine.into_iter().zip(done).collect();
     let mut pieces = Vec::new();
@@ -113,7 +117,10 @@ mod tests {
                 load[p] += costs[i];
             }
             for l in load {
-                assert!(l <= total / world + cost(4 * d, d), "world {world}: load {l} of {total}");
+                assert!(
+                    l <= total / world + cost(4 * d, d),
+                    "world {world}: load {l} of {total}"
+                );
             }
         }
     }

@@ -48,7 +48,9 @@ fn with<R>(alone: R, f: impl FnOnce(&World) -> R) -> R {
 }
 
 pub fn rank_size() -> (usize, usize) {
-    with((0, 1), |w| (w.world.rank() as usize, w.world.size() as usize))
+    with((0, 1), |w| {
+        (w.world.rank() as usize, w.world.size() as usize)
+    })
 }
 
 pub fn local_rank_size() -> (usize, usize) {

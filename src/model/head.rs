@@ -81,7 +81,11 @@ pub(crate) fn head_loss(
 }
 
 /// Loss rows (c,) and `scale · (softmax − onehot)` (c, V) of one chunk of fp32 logits.
-pub(crate) fn rows_and_grad(logits: &Tensor, targets: &Tensor, scale: f64) -> Result<(Tensor, Tensor)> {
+pub(crate) fn rows_and_grad(
+    logits: &Tensor,
+    targets: &Tensor,
+    scale: f64,
+) -> Result<(Tensor, Tensor)> {
     if logits.device().is_cpu() {
         return Ok(xent::cpu_rows_and_grad(
             &logits.contiguous()?,
@@ -123,8 +127,5 @@ fn rows_only(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 /// `logsumexp(x) − x[target]` per row from candle ops (any device).
 fn per_row_composite(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let logp = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
-    Ok(logp
-        .gather(&targets.unsqueeze(1)?, 1)?
-        .squeeze(1)?
-        .neg()?)
+    Ok(logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?)
 }

@@ -162,10 +162,8 @@ impl NewtonMuon {
                 .iter()
                 .map(|&j| Ok(due[j].s.flatten_all()?.to_vec1::<f32>()?))
                 .collect::<Result<Vec<_>>>()?;
-            let inverses: Vec<Option<Vec<f32>>> = hosts
-                .par_iter()
-                .map(|s| damped_inverse(s, ridge))
-                .collect();
+            let inverses: Vec<Option<Vec<f32>>> =
+                hosts.par_iter().map(|s| damped_inverse(s, ridge)).collect();
             mine.iter()
                 .zip(inverses)
                 .map(|(&j, inv)| {

@@ -42,14 +42,27 @@ fn chunked_loss_and_gradients_equal_unchunked() {
         let got = got.to_scalar::<f32>().unwrap() as f64;
         assert!(rel_err(got, want) < 1e-6, "chunk {chunk}: {got} vs {want}");
         for (name, var) in [("h", &h), ("w", &w)] {
-            let e = max_rel(g.get(var.as_tensor()).unwrap(), want_g.get(var.as_tensor()).unwrap());
+            let e = max_rel(
+                g.get(var.as_tensor()).unwrap(),
+                want_g.get(var.as_tensor()).unwrap(),
+            );
             assert!(e < 1e-5, "chunk {chunk}: grad of {name} off by {e:e}");
         }
-        let plain =
-            head_loss(h.as_tensor(), w.as_tensor(), &flat, DType::F32, chunk, false).unwrap();
+        let plain = head_loss(
+            h.as_tensor(),
+            w.as_tensor(),
+            &flat,
+            DType::F32,
+            chunk,
+            false,
+        )
+        .unwrap();
         assert!(!plain.track_op(), "a loss without gradient builds no graph");
         let plain = plain.to_scalar::<f32>().unwrap() as f64;
-        assert!(rel_err(plain, want) < 1e-6, "chunk {chunk}: eval {plain} vs {want}");
+        assert!(
+            rel_err(plain, want) < 1e-6,
+            "chunk {chunk}: eval {plain} vs {want}"
+        );
     }
 }
 
@@ -79,7 +92,10 @@ fn model_loss_equals_unchunked_loss() {
     let (a, b) = (a.to_scalar::<f32>().unwrap(), b.to_scalar::<f32>().unwrap());
     assert!(rel_err(a as f64, b as f64) < 1e-6, "{a} vs {b}");
     for (name, var) in model.vars() {
-        let e = max_rel(ga.get(var.as_tensor()).unwrap(), gb.get(var.as_tensor()).unwrap());
+        let e = max_rel(
+            ga.get(var.as_tensor()).unwrap(),
+            gb.get(var.as_tensor()).unwrap(),
+        );
         assert!(e < 1e-5, "{name}: gradient off by {e:e}");
     }
 }
