@@ -3,7 +3,8 @@
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor, D};
 
-use super::layers::{apply_rotary, causal_mask, linear, rms_norm, rotary_tables, softmax_last_dim};
+use super::attention;
+use super::layers::{apply_rotary, causal_mask, linear, rms_norm, rotary_tables};
 use super::params::{BlockNames, WTE};
 use super::{Gpt, LayerInputSink};
 
@@ -167,14 +168,8 @@ impl Gpt {
             .to_dtype(compute)?
             .contiguous()?;
         let v = heads(2)?.contiguous()?;
-        // Scores in `compute`, then mask and softmax in fp32 (docs/candle.md §10).
-        let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
-        // Known cost: candle's backward also builds a gradient for the constant mask (and for
-        // the rotary cos/sin), here one fp32 (B, H, T, T) buffer per layer held in the
-        // GradStore until it is dropped (docs/candle.md §5). A custom op with its own
-        // backward would avoid it.
-        let probs = softmax_last_dim(&scores.broadcast_add(&tab.mask)?)?;
-        let y = probs.to_dtype(compute)?.matmul(&v)?; // (B, H, T, hd)
+        // Fused and tiled for fp32 on the CPU, primitives elsewhere (attention.rs).
+        let y = attention::causal_attention(&q, &k, &v, &tab.mask)?; // (B, H, T, hd)
         Ok(y.transpose(1, 2)?.contiguous()?.reshape((b, t, d))?)
     }
 }

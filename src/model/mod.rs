@@ -13,6 +13,7 @@ use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
+mod attention;
 mod forward;
 mod head;
 mod io;

@@ -1,5 +1,6 @@
 //! Model tests, tiny shapes only. Golden numbers come from `scripts/golden_model.py`.
 
+mod attention;
 mod checkpoint;
 mod golden;
 mod grads;
