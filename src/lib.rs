@@ -8,6 +8,7 @@
 //! `fsutil` (the one atomic file writer).
 
 pub mod cli;
+pub mod cpu;
 pub mod data;
 pub mod device;
 pub mod dist;

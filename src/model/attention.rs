@@ -23,6 +23,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Sto
 use rayon::prelude::*;
 
 use super::layers::softmax_last_dim;
+use crate::cpu::gemm::{mm, Operand};
 
 /// Query and key block size. A 64 × 64 fp32 score block is 16 KB, so a block's scores, its
 /// q/k/v rows (hd = 64: 16 KB each) and the output accumulator stay in L2.
@@ -67,57 +68,6 @@ pub(crate) struct FusedAttention {
     lse: OnceLock<Vec<f32>>,
 }
 
-/// `dst (m × n, row stride dst_rs) (+)= lhs (m × k) · rhs (k × n)`, each operand given by its row
-/// and column strides into a slice. Every index the product touches is checked against the
-/// slices before the (unsafe) GEMM runs, so a wrong stride panics instead of reading past a buffer.
-#[allow(clippy::too_many_arguments)]
-fn mm(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    dst_rs: usize,
-    accumulate: bool,
-    (lhs, lhs_rs, lhs_cs): (&[f32], usize, usize),
-    (rhs, rhs_rs, rhs_cs): (&[f32], usize, usize),
-) {
-    if m == 0 || n == 0 || k == 0 {
-        return;
-    }
-    assert!((m - 1) * dst_rs + n <= dst.len(), "mm: dst out of range");
-    assert!(
-        (m - 1) * lhs_rs + (k - 1) * lhs_cs < lhs.len(),
-        "mm: lhs out of range"
-    );
-    assert!(
-        (k - 1) * rhs_rs + (n - 1) * rhs_cs < rhs.len(),
-        "mm: rhs out of range"
-    );
-    // SAFETY: the asserts above bound every element gemm reads or writes; dst does not alias
-    // lhs or rhs (one is &mut, the others &).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
-}
-
 /// One head's forward: `o` (T × hd) and `lse` (T) from its q, k, v (T × hd each), block by block
 /// with the running row max `m` and row sum `l` of the online softmax.
 fn forward_head(q: &[f32], k: &[f32], v: &[f32], d: usize, o: &mut [f32], lse: &mut [f32]) {
@@ -138,8 +88,17 @@ fn forward_head(q: &[f32], k: &[f32], v: &[f32], d: usize, o: &mut [f32], lse: &
                 &mut s,
                 bc,
                 false,
-                (&q[i0 * d..], d, 1),
-                (&k[j0 * d..], 1, d),
+                1.0,
+                Operand {
+                    data: &q[i0 * d..],
+                    rs: d,
+                    cs: 1,
+                },
+                Operand {
+                    data: &k[j0 * d..],
+                    rs: 1,
+                    cs: d,
+                },
             );
             for r in 0..br {
                 // Keys j0..=i are visible to query i = i0 + r; j0 ≤ i0 ≤ i, so at least one is.
@@ -161,7 +120,23 @@ fn forward_head(q: &[f32], k: &[f32], v: &[f32], d: usize, o: &mut [f32], lse: &
                 l[r] = l[r] * alpha + sum;
                 m[r] = m_new;
             }
-            mm((br, d, bc), ob, d, true, (&s, bc, 1), (&v[j0 * d..], d, 1));
+            mm(
+                (br, d, bc),
+                ob,
+                d,
+                true,
+                1.0,
+                Operand {
+                    data: &s,
+                    rs: bc,
+                    cs: 1,
+                },
+                Operand {
+                    data: &v[j0 * d..],
+                    rs: d,
+                    cs: 1,
+                },
+            );
         }
         for r in 0..br {
             let inv = 1.0 / l[r];
@@ -204,8 +179,17 @@ fn backward_head(x: &HeadIn, d: usize, dq: &mut [f32], dk: &mut [f32], dv: &mut 
                 &mut p,
                 bc,
                 false,
-                (qi, d, 1),
-                (&x.k[j0 * d..], 1, d),
+                1.0,
+                Operand {
+                    data: qi,
+                    rs: d,
+                    cs: 1,
+                },
+                Operand {
+                    data: &x.k[j0 * d..],
+                    rs: 1,
+                    cs: d,
+                },
             );
             for r in 0..br {
                 let i = i0 + r;
@@ -221,16 +205,34 @@ fn backward_head(x: &HeadIn, d: usize, dq: &mut [f32], dk: &mut [f32], dv: &mut 
                 &mut dv[j0 * d..],
                 d,
                 true,
-                (&p, 1, bc),
-                (doi, d, 1),
+                1.0,
+                Operand {
+                    data: &p,
+                    rs: 1,
+                    cs: bc,
+                },
+                Operand {
+                    data: doi,
+                    rs: d,
+                    cs: 1,
+                },
             );
             mm(
                 (br, bc, d),
                 &mut ds,
                 bc,
                 false,
-                (doi, d, 1),
-                (&x.v[j0 * d..], 1, d),
+                1.0,
+                Operand {
+                    data: doi,
+                    rs: d,
+                    cs: 1,
+                },
+                Operand {
+                    data: &x.v[j0 * d..],
+                    rs: 1,
+                    cs: d,
+                },
             );
             for r in 0..br {
                 let di = dsum[i0 + r];
@@ -244,16 +246,34 @@ fn backward_head(x: &HeadIn, d: usize, dq: &mut [f32], dk: &mut [f32], dv: &mut 
                 &mut dq[i0 * d..],
                 d,
                 true,
-                (&ds, bc, 1),
-                (&x.k[j0 * d..], d, 1),
+                1.0,
+                Operand {
+                    data: &ds,
+                    rs: bc,
+                    cs: 1,
+                },
+                Operand {
+                    data: &x.k[j0 * d..],
+                    rs: d,
+                    cs: 1,
+                },
             );
             mm(
                 (bc, d, br),
                 &mut dk[j0 * d..],
                 d,
                 true,
-                (&ds, 1, bc),
-                (qi, d, 1),
+                1.0,
+                Operand {
+                    data: &ds,
+                    rs: 1,
+                    cs: bc,
+                },
+                Operand {
+                    data: qi,
+                    rs: d,
+                    cs: 1,
+                },
             );
         }
     }

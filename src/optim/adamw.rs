@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use candle_core::{Tensor, Var};
 
 use super::config::AdamWConfig;
-use super::{apply_update, grad_of, Grads, Group, Optimizer, Slot, Visitor, EMBEDDING};
+use super::{grad_of, Grads, Group, Optimizer, Slot, Visitor, EMBEDDING};
+use crate::cpu::inplace::{adam_moments, AdamApply};
 
 /// AdamW over a set of named fp32 parameters; moments are fp32 like the parameters.
 pub struct AdamW {
@@ -61,14 +62,21 @@ impl Optimizer for AdamW {
         let bc2 = 1.0 - b2.powi(t as i32);
         for (name, var) in &self.group.params {
             let g = grad_of(grads, name, var)?;
-            let m = ((&self.m[name] * b1)? + (&g * (1.0 - b1))?)?;
-            let v = ((&self.v[name] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-            // m̂/(√v̂ + eps) with m̂ = m/bc1, v̂ = v/bc2, written as the same expression.
-            let denom = ((&v / bc2)?.sqrt()? + self.cfg.eps)?;
-            let upd = ((&m / bc1)? / denom)?;
-            apply_update(var, lr, self.decay_of(name), (upd * lr)?)?;
-            self.m.insert(name.clone(), m);
-            self.v.insert(name.clone(), v);
+            let decay = self.decay_of(name);
+            let (m, v) = (
+                self.m.get_mut(name).context("no first moment")?,
+                self.v.get_mut(name).context("no second moment")?,
+            );
+            adam_moments(m, v, &g, b1, b2)?;
+            // m̂/(√v̂ + eps) with m̂ = m/bc1, v̂ = v/bc2, in one pass over the weights.
+            AdamApply {
+                alpha: 1.0 - lr * decay,
+                lr,
+                bc1,
+                bc2,
+                eps: self.cfg.eps,
+            }
+            .apply(var, m, v)?;
         }
         self.t = t;
         Ok(())

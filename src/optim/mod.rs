@@ -28,6 +28,7 @@ pub mod muon;
 pub mod neon;
 pub mod newton_muon;
 pub mod newton_schulz;
+mod ns_cpu;
 mod registry;
 pub mod state;
 #[cfg(test)]
@@ -122,11 +123,16 @@ pub(crate) fn load_group<O: Optimizer + ?Sized>(
         .with_context(|| format!("optimizer group {}", opt.label()))
 }
 
-/// W ← W·(1 − lr·wd) − delta, the decoupled weight decay and update every optimizer ends with.
-pub(crate) fn apply_update(var: &Var, lr: f64, weight_decay: f64, delta: Tensor) -> Result<()> {
-    let w = (var.as_tensor() * (1.0 - lr * weight_decay))?;
-    var.set(&(w - delta)?)?;
-    Ok(())
+/// W ← W·(1 − lr·wd) − coef·dir, the decoupled weight decay and update every optimizer ends
+/// with, in place (`cpu::inplace`).
+pub(crate) fn apply_update(
+    var: &Var,
+    lr: f64,
+    weight_decay: f64,
+    dir: &Tensor,
+    coef: f64,
+) -> Result<()> {
+    crate::cpu::inplace::axpby_var(var, 1.0 - lr * weight_decay, dir, -coef)
 }
 
 /// The groups of one run.

@@ -10,6 +10,7 @@ use candle_core::{DType, Tensor, Var};
 use super::config::{MuonConfig, Scale};
 use super::newton_schulz::newton_schulz;
 use super::{apply_update, grad_of, Grads, Group, Optimizer, Slot, Visitor};
+use crate::cpu::inplace::axpby;
 
 /// SGD momentum buffers shared by Muon, Newton-Muon and Neon: B ← μB + G, and the update
 /// direction U = G + μB (Nesterov) or U = B.
@@ -29,19 +30,22 @@ impl Momentum {
         Ok(Momentum { mu, nesterov, bufs })
     }
 
-    /// Fold `g` into the buffer of `name` and return the update direction.
+    /// Fold `g` into the buffer of `name` (in place) and return the update direction, a tensor
+    /// of its own.
     pub fn update(&mut self, name: &str, g: &Tensor) -> Result<Tensor> {
         let buf = self
             .bufs
-            .get(name)
+            .get_mut(name)
             .with_context(|| format!("no momentum buffer for `{name}`"))?;
-        let b = ((buf * self.mu)? + g)?;
-        let u = if self.nesterov {
-            (g + (&b * self.mu)?)?
+        axpby(buf, self.mu, g, 1.0)?;
+        let mut u = if self.nesterov {
+            g.copy()?
         } else {
-            b.clone()
+            buf.copy()?
         };
-        self.bufs.insert(name.to_string(), b);
+        if self.nesterov {
+            axpby(&mut u, 1.0, buf, self.mu)?;
+        }
         Ok(u)
     }
 
@@ -196,7 +200,7 @@ impl Optimizer for Muon {
             orthogonalize_scaled(&items, self.cfg.ns_steps, self.ns_dtype, self.cfg.scale)?;
         for ((name, _), o) in items.iter().zip(updates) {
             let var = &self.group.params[name];
-            apply_update(var, lr, self.cfg.weight_decay, (o * lr)?)?;
+            apply_update(var, lr, self.cfg.weight_decay, &o, lr)?;
         }
         Ok(())
     }

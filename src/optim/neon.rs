@@ -91,7 +91,7 @@ impl NeonCore {
             let [upd, block, st]: [Tensor; 3] = out
                 .try_into()
                 .map_err(|_| anyhow::anyhow!("Neon: a matrix's result is incomplete"))?;
-            apply_update(var, lr, weight_decay, upd)?;
+            apply_update(var, lr, weight_decay, &upd, 1.0)?;
             self.warm.insert(name.clone(), block);
             let st = st.to_vec1::<f32>()?;
             stats.push((name.clone(), [st[0], st[1]]));

@@ -62,8 +62,9 @@ pub fn load(
     visit_state(&mut |name, slot| {
         match slot {
             Slot::Tensor(t) => {
-                let loaded = take_shaped(state, &name, t.dims(), t.device())?;
-                *t = loaded;
+                // A copy: optimizers update their state in place (`cpu::inplace`), and the
+                // loaded tensors may share storage with the caller's map.
+                *t = take_shaped(state, &name, t.dims(), t.device())?.copy()?;
             }
             Slot::Counter(c) => *c = take_scalar(state, &name)? as u64,
         }

@@ -1,10 +1,13 @@
 //! The work of one step: the batch geometry, one micro-batch's forward and backward into the
 //! accumulated gradients, and the validation pass.
 
+use std::collections::BTreeSet;
+
 use anyhow::{anyhow, Result};
 use candle_core::{DType, Device, Tensor};
 
 use super::config::Config;
+use crate::cpu::inplace::axpby;
 use crate::data::Loader;
 use crate::model::{Gpt, LayerInputSink};
 use crate::optim::Grads;
@@ -39,6 +42,38 @@ impl Geometry {
     }
 }
 
+/// A step's gradients, summed over its micro-batches. The first micro-batch's gradients are kept
+/// as they come (they may share storage with buffers of the graph); the first sum makes a tensor
+/// of the step's own, and later micro-batches are added into it in place (`cpu::inplace`), so a
+/// step allocates one gradient buffer per parameter whatever its number of micro-batches.
+#[derive(Default)]
+pub struct GradSum {
+    grads: Grads,
+    owned: BTreeSet<String>,
+}
+
+impl GradSum {
+    /// Add one micro-batch's gradient of parameter `name`.
+    pub fn add(&mut self, name: &str, g: &Tensor) -> Result<()> {
+        match self.grads.get_mut(name) {
+            None => {
+                self.grads.insert(name.to_string(), g.clone());
+            }
+            Some(acc) if self.owned.contains(name) => axpby(acc, 1.0, g, 1.0)?,
+            Some(acc) => {
+                *acc = (&*acc + g)?;
+                self.owned.insert(name.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// The sums, by parameter name.
+    pub fn into_grads(self) -> Grads {
+        self.grads
+    }
+}
+
 /// Forward and backward of one micro-batch: adds its gradients, scaled by 1/`accum`, into `grads`
 /// and returns its (unscaled) loss as a detached f64 scalar tensor, still on the device. The
 /// GradStore, and with it the forward graph, is dropped before returning (docs/candle.md §5): only
@@ -50,7 +85,7 @@ pub fn accumulate_micro_batch(
     compute: DType,
     sink: Option<&mut dyn LayerInputSink>,
     accum: usize,
-    grads: &mut Grads,
+    grads: &mut GradSum,
 ) -> Result<Tensor> {
     let loss = model.loss(x, y, compute, sink)?;
     let value = loss.detach().to_dtype(DType::F64)?;
@@ -59,10 +94,7 @@ pub fn accumulate_micro_batch(
         let g = gs
             .get(var.as_tensor())
             .ok_or_else(|| anyhow!("no gradient for {name}"))?;
-        match grads.remove(name) {
-            Some(acc) => grads.insert(name.clone(), (acc + g)?),
-            None => grads.insert(name.clone(), g.clone()),
-        };
+        grads.add(name, g)?;
     }
     Ok(value)
 }

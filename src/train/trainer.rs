@@ -18,10 +18,10 @@ use super::schedule::lr_mult;
 use super::signals;
 use super::start::{self, Start};
 pub use super::start::{preflight, Resume, RunOptions};
-use super::step::{accumulate_micro_batch, all_reduce_grads, validate, Geometry};
+use super::step::{accumulate_micro_batch, all_reduce_grads, validate, Geometry, GradSum};
 use crate::data::Loader;
 use crate::model::{Gpt, LayerInputSink};
-use crate::optim::{Grads, LayerInputRouter, OptimizerSet};
+use crate::optim::{LayerInputRouter, OptimizerSet};
 
 /// One finished optimizer step.
 #[derive(Debug, Clone, Copy)]
@@ -188,7 +188,7 @@ impl Trainer {
         let collect = self.opt.wants_layer_inputs(step);
         let (b, t) = (self.geo.micro_batch, self.geo.seq_len);
         let device = &self.opts.exec.device;
-        let mut grads: Grads = BTreeMap::new();
+        let mut sum = GradSum::default();
         // Summed on the device and read once per step: a read per micro-batch would be a host
         // sync per micro-batch on a GPU.
         let mut loss_sum: Option<Tensor> = None;
@@ -211,7 +211,7 @@ impl Trainer {
                     self.opts.exec.compute,
                     sink,
                     self.geo.accum,
-                    &mut grads,
+                    &mut sum,
                 )?;
                 loss_sum = Some(match loss_sum {
                     Some(acc) => (acc + loss)?,
@@ -220,6 +220,7 @@ impl Trainer {
             }
         }
         let loss_sum = loss_sum.ok_or_else(|| anyhow!("a step without micro-batches"))?;
+        let mut grads = sum.into_grads();
         let mut loss = [loss_sum.to_scalar::<f64>()?];
         if dist::size() > 1 {
             all_reduce_grads(&mut grads)?;
