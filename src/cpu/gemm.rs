@@ -41,6 +41,47 @@ impl<'a> Operand<'a> {
 /// against the slices before the (unsafe) GEMM runs, so a wrong stride panics instead of reading
 /// past a buffer.
 pub fn mm(
+    dims: (usize, usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    beta: f32,
+    lhs: Operand,
+    rhs: Operand,
+) {
+    product(
+        dims,
+        dst,
+        dst_rs,
+        accumulate,
+        beta,
+        lhs,
+        rhs,
+        gemm::Parallelism::None,
+    )
+}
+
+/// [`mm`] on every thread of the rayon pool, for one large product.
+pub fn mm_par(
+    dims: (usize, usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    beta: f32,
+    lhs: Operand,
+    rhs: Operand,
+) {
+    let threads = rayon::current_num_threads();
+    let par = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    product(dims, dst, dst_rs, accumulate, beta, lhs, rhs, par)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn product(
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
     dst_rs: usize,
@@ -48,6 +89,7 @@ pub fn mm(
     beta: f32,
     lhs: Operand,
     rhs: Operand,
+    parallelism: gemm::Parallelism,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -89,7 +131,7 @@ pub fn mm(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         )
     }
 }

@@ -12,26 +12,11 @@ use anyhow::Result;
 use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Tensor, Var};
 use rayon::prelude::*;
 
+use super::{f32_data, f32_data_mut};
+
 /// Elements per rayon task: large enough that the task overhead vanishes, small enough that
 /// two threads share a 0.5 GB tensor evenly.
 const CHUNK: usize = 1 << 16;
-
-/// The contiguous fp32 slice of `storage` under `layout`, if it is one.
-fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Option<&'a [f32]> {
-    let (a, b) = layout.contiguous_offsets()?;
-    match storage {
-        CpuStorage::F32(v) => Some(&v[a..b]),
-        _ => None,
-    }
-}
-
-fn slice_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout) -> Option<&'a mut [f32]> {
-    let (a, b) = layout.contiguous_offsets()?;
-    match storage {
-        CpuStorage::F32(v) => Some(&mut v[a..b]),
-        _ => None,
-    }
-}
 
 /// Whether `dst` and every source can be updated by the CPU kernels: fp32, contiguous, on the
 /// CPU, one shape.
@@ -54,12 +39,13 @@ fn chunked<const N: usize>(
     srcs: [(&CpuStorage, &Layout); N],
     f: &(impl Fn(&mut [f32], [&[f32]; N]) + Sync),
 ) -> candle_core::Result<()> {
-    let d = slice_mut(dst, dst_l).ok_or_else(|| operand_error(name))?;
+    let d = f32_data_mut(dst, dst_l, name)?;
     let mut ss: [&[f32]; N] = [&[]; N];
     for (i, (s, l)) in srcs.into_iter().enumerate() {
-        ss[i] = slice(s, l)
-            .filter(|s| s.len() == d.len())
-            .ok_or_else(|| operand_error(name))?;
+        ss[i] = f32_data(s, l, name)?;
+        if ss[i].len() != d.len() {
+            return Err(operand_error(name));
+        }
     }
     d.par_chunks_mut(CHUNK).enumerate().for_each(|(c, dc)| {
         let at = c * CHUNK;

@@ -18,12 +18,12 @@
 
 use std::sync::OnceLock;
 
-use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::layers::softmax_last_dim;
 use crate::cpu::gemm::{mm, Operand};
+use crate::cpu::{f32_data, vmath, with_f32};
 
 /// Query and key block size. A 64 × 64 fp32 score block is 16 KB, so a block's scores, its
 /// q/k/v rows (hd = 64: 16 KB each) and the output accumulator stay in L2.
@@ -104,12 +104,9 @@ fn forward_head(q: &[f32], k: &[f32], v: &[f32], d: usize, o: &mut [f32], lse: &
                 // Keys j0..=i are visible to query i = i0 + r; j0 ≤ i0 ≤ i, so at least one is.
                 let valid = (i0 + r - j0 + 1).min(bc);
                 let row = &mut s[r * bc..(r + 1) * bc];
-                let m_new = row[..valid].iter().copied().fold(m[r], f32::max);
-                let mut sum = 0f32;
-                for x in &mut row[..valid] {
-                    *x = (*x - m_new).exp();
-                    sum += *x;
-                }
+                let m_new = vmath::max(&row[..valid]).max(m[r]);
+                vmath::exp_shifted_in_place(&mut row[..valid], m_new);
+                let sum = vmath::sum_f64(&row[..valid]) as f32;
                 row[valid..].fill(0.0);
                 // Rescale what the earlier blocks accumulated to the new max (exp(−∞) = 0 on
                 // the first block, where nothing was accumulated).
@@ -195,9 +192,7 @@ fn backward_head(x: &HeadIn, d: usize, dq: &mut [f32], dk: &mut [f32], dv: &mut 
                 let i = i0 + r;
                 let valid = (i + 1).saturating_sub(j0).min(bc);
                 let row = &mut p[r * bc..(r + 1) * bc];
-                row[..valid]
-                    .iter_mut()
-                    .for_each(|s| *s = (*s - x.lse[i]).exp());
+                vmath::exp_shifted_in_place(&mut row[..valid], x.lse[i]);
                 row[valid..].fill(0.0);
             }
             mm(
@@ -285,20 +280,8 @@ fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
     Ok((b * h, t, d))
 }
 
-/// The contiguous f32 data of a CPU tensor, or an error naming it.
-fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(d) => d,
-        _ => bail!("fused_attention: {what} must be f32, got {:?}", s.dtype()),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => bail!("fused_attention: {what} must be contiguous"),
-    }
-}
-
 /// (out, lse) of the forward over every head, in parallel across heads.
-fn forward_all(
+pub(crate) fn forward_all(
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -341,9 +324,9 @@ impl CustomOp3 for FusedAttention {
         }
         let shape = dims(l1)?;
         let (q, k, v) = (
-            cpu_f32(s1, l1, "q")?,
-            cpu_f32(s2, l2, "k")?,
-            cpu_f32(s3, l3, "v")?,
+            f32_data(s1, l1, "fused_attention: q")?,
+            f32_data(s2, l2, "fused_attention: k")?,
+            f32_data(s3, l3, "fused_attention: v")?,
         );
         let (o, lse) = forward_all(q, k, v, shape);
         // One instance per forward (`causal_attention`); a second forward keeps the first stash,
@@ -361,46 +344,26 @@ impl CustomOp3 for FusedAttention {
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (b, h, t, d) = q.dims4()?;
-        let (bh, n) = (b * h, t * d);
-        let g = grad_res.to_dtype(DType::F32)?;
-        let tensors = [q, k, v, res, &g].map(|x| x.contiguous());
-        let tensors = tensors.into_iter().collect::<Result<Vec<_>>>()?;
-        let guards: Vec<_> = tensors.iter().map(|x| x.storage_and_layout()).collect();
-        let names = ["q", "k", "v", "output", "output gradient"];
-        let data = guards
-            .iter()
-            .zip(names)
-            .map(|((s, l), what)| match &**s {
-                Storage::Cpu(c) => cpu_f32(c, l, what),
-                _ => bail!("fused_attention: {what} must be on the CPU"),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let (qd, kd, vd, od, gd) = (data[0], data[1], data[2], data[3], data[4]);
-        let recomputed;
-        let lse = match self.lse.get() {
-            Some(l) if l.len() == bh * t => l,
-            _ => {
-                recomputed = forward_all(qd, kd, vd, (bh, t, d)).1;
-                &recomputed
-            }
-        };
-        let (mut dq, mut dk, mut dv) = (vec![0f32; bh * n], vec![0f32; bh * n], vec![0f32; bh * n]);
-        dq.par_chunks_mut(n)
-            .zip(dk.par_chunks_mut(n))
-            .zip(dv.par_chunks_mut(n))
-            .enumerate()
-            .for_each(|(i, ((dqh, dkh), dvh))| {
-                let r = i * n..(i + 1) * n;
-                let x = HeadIn {
-                    q: &qd[r.clone()],
-                    k: &kd[r.clone()],
-                    v: &vd[r.clone()],
-                    o: &od[r.clone()],
-                    dout: &gd[r],
-                    lse: &lse[i * t..(i + 1) * t],
+        let bh = b * h;
+        let (dq, dk, dv) = with_f32(
+            &[q, k, v, res, grad_res],
+            &["q", "k", "v", "output", "output gradient"],
+            |x| {
+                let recomputed;
+                let lse = match self.lse.get() {
+                    Some(l) if l.len() == bh * t => l,
+                    _ => {
+                        recomputed = forward_all(x[0], x[1], x[2], (bh, t, d)).1;
+                        &recomputed
+                    }
                 };
-                backward_head(&x, d, dqh, dkh, dvh)
-            });
+                Ok(backward_all(
+                    [x[0], x[1], x[2], x[3], x[4]],
+                    lse,
+                    (bh, t, d),
+                ))
+            },
+        )?;
         let dev = q.device();
         let shape = (b, h, t, d);
         Ok((
@@ -409,4 +372,32 @@ impl CustomOp3 for FusedAttention {
             Some(Tensor::from_vec(dv, shape, dev)?),
         ))
     }
+}
+
+/// (dq, dk, dv) of every head from `[q, k, v, out, dout]` and the forward's `lse`, in parallel
+/// across heads.
+pub(crate) fn backward_all(
+    [q, k, v, o, dout]: [&[f32]; 5],
+    lse: &[f32],
+    (bh, t, d): (usize, usize, usize),
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let n = t * d;
+    let (mut dq, mut dk, mut dv) = (vec![0f32; bh * n], vec![0f32; bh * n], vec![0f32; bh * n]);
+    dq.par_chunks_mut(n)
+        .zip(dk.par_chunks_mut(n))
+        .zip(dv.par_chunks_mut(n))
+        .enumerate()
+        .for_each(|(i, ((dqh, dkh), dvh))| {
+            let r = i * n..(i + 1) * n;
+            let x = HeadIn {
+                q: &q[r.clone()],
+                k: &k[r.clone()],
+                v: &v[r.clone()],
+                o: &o[r.clone()],
+                dout: &dout[r],
+                lse: &lse[i * t..(i + 1) * t],
+            };
+            backward_head(&x, d, dqh, dkh, dvh)
+        });
+    (dq, dk, dv)
 }

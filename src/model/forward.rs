@@ -3,9 +3,13 @@
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor, D};
 
+use std::sync::Arc;
+
 use super::attention;
+use super::blocks;
 use super::layers::{apply_rotary, causal_mask, linear, rms_norm, rotary_tables};
 use super::params::{BlockNames, WTE};
+use super::rows::Rope;
 use super::{Gpt, LayerInputSink};
 
 /// Per-sequence-length constants: rotary cos/sin (T, head_dim/2) and the additive causal mask (T, T),
@@ -15,6 +19,8 @@ pub(crate) struct Tables {
     cos: Tensor,
     sin: Tensor,
     mask: Tensor,
+    /// The same cos/sin on the host, for the fused CPU blocks.
+    rope: Option<Arc<Rope>>,
 }
 
 /// Hand `x` (any shape (.., in)) to the sink flattened to (N, in), detached, fp32. Does nothing
@@ -40,10 +46,19 @@ impl Gpt {
         }
         let hd = self.cfg.n_embd / self.cfg.n_head;
         let (cos, sin) = rotary_tables(t, hd, self.cfg.rope_base, &self.device)?;
+        let rope = if self.device.is_cpu() {
+            Some(Arc::new(Rope {
+                cos: cos.flatten_all()?.to_vec1::<f32>()?,
+                sin: sin.flatten_all()?.to_vec1::<f32>()?,
+            }))
+        } else {
+            None
+        };
         let tab = Tables {
             cos,
             sin,
             mask: causal_mask(t, &self.device)?,
+            rope,
         };
         cache.insert(t, tab.clone());
         Ok(tab)
@@ -119,20 +134,33 @@ impl Gpt {
             .embedding(&idx.flatten_all()?)?
             .reshape((b, t, self.cfg.n_embd))?;
 
+        // The fused CPU sub-blocks (blocks.rs) where they apply; they do not hand layer inputs
+        // to a sink, so Newton-Muon's statistics steps take the primitive path.
+        let fused = match (&tab.rope, &sink) {
+            (Some(rope), None) if compute == DType::F32 && self.fused_blocks => Some(rope),
+            _ => None,
+        };
         for names in &self.block_names {
+            let w = |name: &str| self.weight(name, detached);
+            if let Some(rope) = fused {
+                let (wa, wp) = (w(&names.c_attn)?, w(&names.attn_proj)?);
+                x = blocks::attention_block(&x, &wa, &wp, self.cfg.n_head, attn_scale, rope)?;
+                x = blocks::mlp_block(&x, &w(&names.c_fc)?, &w(&names.mlp_proj)?)?;
+                continue;
+            }
             let xn = rms_norm(&x)?;
             record(&mut sink, &names.c_attn, &xn)?;
             let y = self.attention(&xn, names, &tab, compute, detached)?;
             record(&mut sink, &names.attn_proj, &y)?;
-            let a = linear(&y, &self.weight(&names.attn_proj, detached)?, compute)?;
+            let a = linear(&y, &w(&names.attn_proj)?, compute)?;
             x = (x + a.to_dtype(DType::F32)?.affine(attn_scale, 0.0)?)?;
 
             // MLP branch: exact erf GELU.
             let xn = rms_norm(&x)?;
             record(&mut sink, &names.c_fc, &xn)?;
-            let h = linear(&xn, &self.weight(&names.c_fc, detached)?, compute)?.gelu_erf()?;
+            let h = linear(&xn, &w(&names.c_fc)?, compute)?.gelu_erf()?;
             record(&mut sink, &names.mlp_proj, &h)?;
-            let m = linear(&h, &self.weight(&names.mlp_proj, detached)?, compute)?;
+            let m = linear(&h, &w(&names.mlp_proj)?, compute)?;
             x = (x + m.to_dtype(DType::F32)?)?;
         }
 

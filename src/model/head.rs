@@ -20,7 +20,7 @@
 use anyhow::Result;
 use candle_core::{DType, Tensor, Var};
 
-use super::xent;
+use super::{head_cpu, xent};
 
 /// Tokens per chunk: a (256 × 50257) fp32 chunk of logits is 51 MB, small enough to stay out of
 /// the way and large enough that each GEMM runs at full speed.
@@ -40,6 +40,9 @@ pub(crate) fn head_loss(
     let (n, _) = h.dims2()?;
     if n == 0 {
         anyhow::bail!("model: a batch without tokens");
+    }
+    if h.device().is_cpu() && compute == DType::F32 && w.dtype() == DType::F32 {
+        return head_cpu::head_loss(h, w, targets, chunk, grad);
     }
     let chunk = chunk.max(1);
     let (hd, wc) = (h.detach(), w.detach().to_dtype(compute)?);

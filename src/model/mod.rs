@@ -14,11 +14,14 @@ use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 mod attention;
+mod blocks;
 mod forward;
 mod head;
+mod head_cpu;
 mod io;
 pub mod layers;
 pub mod params;
+mod rows;
 #[cfg(test)]
 mod tests;
 mod xent;
@@ -83,6 +86,9 @@ pub struct Gpt {
     block_names: Vec<BlockNames>,
     /// Rotary tables and causal mask per sequence length T, built on first use (see `forward.rs`).
     tables: Mutex<HashMap<usize, forward::Tables>>,
+    /// Whether fp32 CPU forwards use the fused sub-blocks (`blocks.rs`); the tests turn it off
+    /// to compare them with the primitive path.
+    fused_blocks: bool,
 }
 
 impl Gpt {
@@ -100,6 +106,7 @@ impl Gpt {
             device: device.clone(),
             block_names: (0..cfg.n_layer).map(BlockNames::new).collect(),
             tables: Mutex::new(HashMap::new()),
+            fused_blocks: true,
         }
     }
 

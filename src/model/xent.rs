@@ -28,6 +28,8 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
+use crate::cpu::vmath;
+
 /// Per-row statistics of a forward: (row max, ln Σ exp(x − max)).
 type RowStats = Vec<(f32, f32)>;
 
@@ -39,46 +41,49 @@ pub(crate) struct FusedXent {
 
 /// Row max and ln Σ exp(x − max) (exp in f32, sum in f64).
 fn row_stats(row: &[f32]) -> (f32, f32) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = row.iter().map(|&x| (x - max).exp() as f64).sum();
-    (max, sum.ln() as f32)
+    let max = vmath::max(row);
+    (max, vmath::sum_exp_shifted(row, max).ln() as f32)
+}
+
+/// Σ_{j≠t} o_j in f64, summed without o_t (not as Σ − o_t, which cancels when o_t ≈ Σ).
+fn sum_except(o: &[f32], t: usize) -> f64 {
+    vmath::sum_f64(&o[..t]) + vmath::sum_f64(&o[t + 1..])
 }
 
 /// One row's gradient `(softmax(row) − onehot(t)) · g` into `o`, from its (max, lse). Every entry
 /// but the target gets softmax · g; the target gets −g · Σ_{j≠t} p_j, which stays accurate when
 /// p_t rounds to 1 (a confident row), unlike (p_t − 1) · g.
 fn row_grad(o: &mut [f32], row: &[f32], (max, lse): (f32, f32), t: usize, g: f32) {
-    let mut others = 0f64;
-    let mut fill = |o: &mut [f32], row: &[f32]| {
-        for (oj, &xj) in o.iter_mut().zip(row) {
-            let p = ((xj - max) - lse).exp();
-            others += p as f64;
-            *oj = p * g;
-        }
-    };
-    fill(&mut o[..t], &row[..t]);
-    fill(&mut o[t + 1..], &row[t + 1..]);
+    // p_j = exp(x_j − max)·e^−lse: the shift stays the exact max, as in the forward's sum.
+    let inv = (-(lse as f64)).exp();
+    vmath::exp_shifted(o, row, max);
+    let others = sum_except(o, t) * inv;
+    vmath::scale_in_place(o, (g as f64 * inv) as f32);
     o[t] = (-(others * g as f64)) as f32;
 }
 
 /// One row's loss, and its gradient `(softmax − onehot) · g` into `o`, with one `exp` per entry:
 /// `o` first holds e_j = exp(x_j − max) while their sum accumulates (f64), then is scaled by
 /// g / Σ. The target entry is −g · (Σ − e_t) / Σ, as in [`row_grad`].
-fn row_loss_and_grad(o: &mut [f32], row: &[f32], t: usize, g: f32) -> f32 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f64;
-    for (oj, &xj) in o.iter_mut().zip(row) {
-        let e = (xj - max).exp();
-        *oj = e;
-        sum += e as f64;
-    }
-    let others = sum - o[t] as f64;
-    let k = (g as f64 / sum) as f32;
-    for oj in o.iter_mut() {
-        *oj *= k;
-    }
+pub(crate) fn row_loss_and_grad(o: &mut [f32], row: &[f32], t: usize, g: f32) -> f32 {
+    let max = vmath::max(row);
+    vmath::exp_shifted(o, row, max);
+    let others = sum_except(o, t);
+    let sum = others + o[t] as f64;
+    vmath::scale_in_place(o, (g as f64 / sum) as f32);
     o[t] = (-(others / sum) * g as f64) as f32;
     ((max - row[t]) as f64 + sum.ln()) as f32
+}
+
+/// [`row_loss_and_grad`] with the logits' own row as `o`: the row becomes its gradient.
+pub(crate) fn row_loss_and_grad_in_place(x: &mut [f32], t: usize, g: f32) -> f32 {
+    let (max, xt) = (vmath::max(x), x[t]);
+    vmath::exp_shifted_in_place(x, max);
+    let others = sum_except(x, t);
+    let sum = others + x[t] as f64;
+    vmath::scale_in_place(x, (g as f64 / sum) as f32);
+    x[t] = (-(others / sum) * g as f64) as f32;
+    ((max - xt) as f64 + sum.ln()) as f32
 }
 
 /// Per-row loss (N,) and its gradient `scale · (softmax − onehot)` (N, V) of contiguous fp32 CPU

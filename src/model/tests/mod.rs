@@ -1,6 +1,7 @@
 //! Model tests, tiny shapes only. Golden numbers come from `scripts/golden_model.py`.
 
 mod attention;
+mod blocks;
 mod checkpoint;
 mod golden;
 mod grads;
