@@ -49,16 +49,18 @@ pub fn mm(
     lhs: Operand,
     rhs: Operand,
 ) {
-    product(
-        dims,
-        dst,
-        dst_rs,
-        accumulate,
-        beta,
-        lhs,
-        rhs,
-        gemm::Parallelism::None,
-    )
+    // SAFETY: `dst` is a live slice of `dst.len()` floats.
+    unsafe {
+        product(
+            dims,
+            (dst.as_mut_ptr(), dst.len(), dst_rs),
+            accumulate,
+            beta,
+            lhs,
+            rhs,
+            serial(),
+        )
+    }
 }
 
 /// [`mm`] on every thread of the rayon pool, for one large product.
@@ -71,20 +73,66 @@ pub fn mm_par(
     lhs: Operand,
     rhs: Operand,
 ) {
-    let threads = rayon::current_num_threads();
-    let par = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    product(dims, dst, dst_rs, accumulate, beta, lhs, rhs, par)
+    // SAFETY: as in `mm`.
+    unsafe {
+        product(
+            dims,
+            (dst.as_mut_ptr(), dst.len(), dst_rs),
+            accumulate,
+            beta,
+            lhs,
+            rhs,
+            pool(),
+        )
+    }
 }
 
+/// `beta · lhs (m × k) · rhs (k × n)` as a new row-major (m × n) buffer, on every thread. The
+/// buffer is not zero-filled first: the GEMM writes every element without reading it.
+pub fn mm_new(dims: (usize, usize, usize), beta: f32, lhs: Operand, rhs: Operand) -> Vec<f32> {
+    let (m, n, k) = dims;
+    if m == 0 || n == 0 || k == 0 {
+        return vec![0f32; m * n];
+    }
+    let mut out = Vec::<f32>::with_capacity(m * n);
+    // SAFETY: the capacity holds m·n floats; with `accumulate` false and k ≥ 1 the GEMM writes
+    // each of the m·n elements of the (m × n, row stride n) destination and reads none, so all
+    // are initialised when the length is set.
+    unsafe {
+        product(
+            dims,
+            (out.as_mut_ptr(), m * n, n),
+            false,
+            beta,
+            lhs,
+            rhs,
+            pool(),
+        );
+        out.set_len(m * n);
+    }
+    out
+}
+
+fn serial() -> gemm::Parallelism {
+    gemm::Parallelism::None
+}
+
+fn pool() -> gemm::Parallelism {
+    match rayon::current_num_threads() {
+        0 | 1 => gemm::Parallelism::None,
+        n => gemm::Parallelism::Rayon(n),
+    }
+}
+
+/// The checked GEMM behind [`mm`], [`mm_par`] and [`mm_new`].
+///
+/// # Safety
+/// `dst.0` must be valid for writes (and, with `accumulate`, reads) of `dst.1` floats, and not
+/// overlap `lhs` or `rhs`.
 #[allow(clippy::too_many_arguments)]
-fn product(
+unsafe fn product(
     (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    dst_rs: usize,
+    (dst, dst_len, dst_rs): (*mut f32, usize, usize),
     accumulate: bool,
     beta: f32,
     lhs: Operand,
@@ -94,10 +142,12 @@ fn product(
     if m == 0 || n == 0 {
         return;
     }
-    assert!((m - 1) * dst_rs + n <= dst.len(), "mm: dst out of range");
+    assert!((m - 1) * dst_rs + n <= dst_len, "mm: dst out of range");
     if k == 0 {
         if !accumulate {
-            (0..m).for_each(|r| dst[r * dst_rs..r * dst_rs + n].fill(0.0));
+            for r in 0..m {
+                std::ptr::write_bytes(dst.add(r * dst_rs), 0, n);
+            }
         }
         return;
     }
@@ -109,31 +159,29 @@ fn product(
         (k - 1) * rhs.rs + (n - 1) * rhs.cs < rhs.data.len(),
         "mm: rhs out of range"
     );
-    // SAFETY: the asserts above bound every element gemm reads or writes; dst does not alias
-    // lhs or rhs (one is &mut, the others &).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr(),
-            rhs.cs as isize,
-            rhs.rs as isize,
-            1.0,
-            beta,
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    }
+    // SAFETY: the asserts above bound every element gemm reads or writes; the caller vouches
+    // for dst.
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        accumulate,
+        lhs.data.as_ptr(),
+        lhs.cs as isize,
+        lhs.rs as isize,
+        rhs.data.as_ptr(),
+        rhs.cs as isize,
+        rhs.rs as isize,
+        1.0,
+        beta,
+        false,
+        false,
+        false,
+        parallelism,
+    )
 }
 
 /// Block boundaries that cut `n` into parts of about `target` (at least one part).
@@ -236,6 +284,22 @@ mod tests {
         for (x, w) in c.iter().zip(&want) {
             assert!((x - w).abs() < 1e-4);
         }
+    }
+
+    /// A fresh product equals the product into a zeroed buffer.
+    #[test]
+    fn mm_new_matches_mm() {
+        let (m, n, k) = (9, 13, 5);
+        let (a, b) = (data(m * k, 4), data(k * n, 5));
+        let got = mm_new((m, n, k), 0.5, Operand::rows(&a, k), Operand::rows(&b, n));
+        let want = naive(m, n, k, &a, &b);
+        for (x, w) in got.iter().zip(&want) {
+            assert!((x - 0.5 * w).abs() < 1e-4);
+        }
+        assert_eq!(
+            mm_new((3, 2, 0), 1.0, Operand::rows(&a, 0), Operand::rows(&b, 2)),
+            vec![0.0; 6]
+        );
     }
 
     /// X·Xᵀ through the symmetric blocks equals the naive product, for sizes that do and do not

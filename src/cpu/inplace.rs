@@ -9,7 +9,9 @@
 //! accumulators made by an addition; parameters, which `Var::set` already writes in place).
 
 use anyhow::Result;
-use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Tensor, Var};
+use std::cell::RefCell;
+
+use candle_core::{CpuStorage, DType, InplaceOp1, InplaceOp2, Layout, Tensor, Var};
 use rayon::prelude::*;
 
 use super::{f32_data, f32_data_mut};
@@ -73,27 +75,6 @@ impl<F: Fn(&mut [f32], [&[f32]; 1]) + Sync> InplaceOp2 for With1<F> {
     }
 }
 
-/// An elementwise in-place op with two sources.
-struct With2<F>(&'static str, F);
-
-impl<F: Fn(&mut [f32], [&[f32]; 2]) + Sync> InplaceOp3 for With2<F> {
-    fn name(&self) -> &'static str {
-        self.0
-    }
-
-    fn cpu_fwd(
-        &self,
-        d: &mut CpuStorage,
-        dl: &Layout,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<()> {
-        chunked(self.0, d, dl, [(s1, l1), (s2, l2)], &self.1)
-    }
-}
-
 /// `dst ← α·dst + β·src` in `dst`'s storage where [`fits`], else as candle arithmetic.
 fn axpby_into(dst: &Tensor, alpha: f64, src: &Tensor, beta: f64) -> Result<Option<Tensor>> {
     if !fits(dst, &[src]) {
@@ -123,26 +104,11 @@ pub fn axpby_var(w: &Var, alpha: f64, src: &Tensor, beta: f64) -> Result<()> {
     Ok(())
 }
 
-/// The AdamW moments, `m ← β₁·m + (1 − β₁)·g` and `v ← β₂·v + (1 − β₂)·g²`
-/// (docs/optimizers.md, "AdamW").
-pub fn adam_moments(m: &mut Tensor, v: &mut Tensor, g: &Tensor, b1: f64, b2: f64) -> Result<()> {
-    axpby(m, b1, g, 1.0 - b1)?;
-    if !fits(v, &[g]) {
-        *v = ((&*v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-        return Ok(());
-    }
-    let (b, c) = (b2 as f32, (1.0 - b2) as f32);
-    let op = With1("adam-v", move |d: &mut [f32], [g]: [&[f32]; 1]| {
-        d.iter_mut()
-            .zip(g)
-            .for_each(|(v, g)| *v = b * *v + c * (g * g));
-    });
-    v.inplace_op2(g, &op)?;
-    Ok(())
-}
-
-/// The AdamW weight update `w ← α·w − lr·(m/bc₁)/(√(v/bc₂) + eps)`, α = 1 − lr·wd.
-pub struct AdamApply {
+/// One AdamW update (docs/optimizers.md, "AdamW"): `m ← β₁·m + (1 − β₁)·g`,
+/// `v ← β₂·v + (1 − β₂)·g²`, `w ← α·w − lr·(m/bc₁)/(√(v/bc₂) + eps)` with α = 1 − lr·wd.
+pub struct AdamStep {
+    pub b1: f64,
+    pub b2: f64,
     pub alpha: f64,
     pub lr: f64,
     pub bc1: f64,
@@ -150,22 +116,95 @@ pub struct AdamApply {
     pub eps: f64,
 }
 
-impl AdamApply {
-    pub fn apply(&self, w: &Var, m: &Tensor, v: &Tensor) -> Result<()> {
-        if !fits(w.as_tensor(), &[m, v]) {
-            let denom = ((v / self.bc2)?.sqrt()? + self.eps)?;
-            let upd = ((m / self.bc1)? / denom)?;
+/// An in-place op that hands `dst`'s fp32 data to a closure (which may itself start the next
+/// in-place op, so that several tensors are open for writing at once).
+struct Open<F>(&'static str, RefCell<F>);
+
+impl<F: FnMut(&mut [f32]) -> candle_core::Result<()>> InplaceOp1 for Open<F> {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> candle_core::Result<()> {
+        (self.1.borrow_mut())(f32_data_mut(s, l, self.0)?)
+    }
+}
+
+impl AdamStep {
+    /// Update `w`, `m` and `v` from `g`. On fp32 CPU tensors this is one pass over the four
+    /// (m and v are opened for writing by two enclosing in-place ops, w by the innermost);
+    /// elsewhere it is candle arithmetic.
+    pub fn apply(&self, w: &Var, m: &mut Tensor, v: &mut Tensor, g: &Tensor) -> Result<()> {
+        if !fits(w.as_tensor(), &[m, v, g]) {
+            let (b1, b2) = (self.b1, self.b2);
+            *m = ((&*m * b1)? + (g * (1.0 - b1))?)?;
+            *v = ((&*v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+            let denom = ((&*v / self.bc2)?.sqrt()? + self.eps)?;
+            let upd = ((&*m / self.bc1)? / denom)?;
             return axpby_var(w, self.alpha, &upd, -self.lr);
         }
+        let f = |x: f64| x as f32;
+        let (b1, c1, b2, c2) = (f(self.b1), f(1.0 - self.b1), f(self.b2), f(1.0 - self.b2));
+        let (alpha, lr, eps) = (f(self.alpha), f(self.lr), f(self.eps));
         // candle divides a tensor by a scalar as a product with its reciprocal; so does this.
-        let (alpha, lr, eps) = (self.alpha as f32, self.lr as f32, self.eps as f32);
-        let (r1, r2) = ((1.0 / self.bc1) as f32, (1.0 / self.bc2) as f32);
-        let op = With2("adam-apply", move |w: &mut [f32], [m, v]: [&[f32]; 2]| {
-            for ((w, m), v) in w.iter_mut().zip(m).zip(v) {
-                *w = alpha * *w - lr * ((m * r1) / ((v * r2).sqrt() + eps));
+        let (r1, r2) = (f(1.0 / self.bc1), f(1.0 / self.bc2));
+        let update = move |ws: &mut [f32], gs: &[f32], ms: &mut [f32], vs: &mut [f32]| {
+            for (((w, &g), m), v) in ws.iter_mut().zip(gs).zip(ms.iter_mut()).zip(vs.iter_mut()) {
+                *m = b1 * *m + c1 * g;
+                *v = b2 * *v + c2 * (g * g);
+                *w = alpha * *w - lr * ((*m * r1) / ((*v * r2).sqrt() + eps));
             }
-        });
-        w.as_tensor().inplace_op3(m, v, &op)?;
+        };
+        m.inplace_op1(&Open(
+            "adamw-m",
+            RefCell::new(|ms: &mut [f32]| {
+                v.inplace_op1(&Open(
+                    "adamw-v",
+                    RefCell::new(|vs: &mut [f32]| {
+                        let op = WithMV {
+                            m: RefCell::new(&mut *ms),
+                            v: RefCell::new(vs),
+                            f: update,
+                        };
+                        w.as_tensor().inplace_op2(g, &op)
+                    }),
+                ))
+            }),
+        ))?;
+        Ok(())
+    }
+}
+
+/// The innermost op of [`AdamStep::apply`]: `dst` is w, the source g, and m and v are the slices
+/// the enclosing ops opened; `f` runs over matching chunks of the four, in parallel.
+struct WithMV<'a, F> {
+    m: RefCell<&'a mut [f32]>,
+    v: RefCell<&'a mut [f32]>,
+    f: F,
+}
+
+impl<F: Fn(&mut [f32], &[f32], &mut [f32], &mut [f32]) + Sync> InplaceOp2 for WithMV<'_, F> {
+    fn name(&self) -> &'static str {
+        "adamw-w"
+    }
+
+    fn cpu_fwd(
+        &self,
+        d: &mut CpuStorage,
+        dl: &Layout,
+        s: &CpuStorage,
+        sl: &Layout,
+    ) -> candle_core::Result<()> {
+        let (ws, gs) = (f32_data_mut(d, dl, "adamw-w")?, f32_data(s, sl, "adamw-g")?);
+        let (mut m, mut v, f) = (self.m.borrow_mut(), self.v.borrow_mut(), &self.f);
+        if [gs.len(), m.len(), v.len()].iter().any(|&n| n != ws.len()) {
+            return Err(operand_error("adamw"));
+        }
+        ws.par_chunks_mut(CHUNK)
+            .zip(gs.par_chunks(CHUNK))
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .for_each(|(((w, g), m), v)| f(w, g, m, v));
         Ok(())
     }
 }
@@ -180,35 +219,49 @@ mod tests {
         d.to_scalar::<f32>().unwrap() as f64
     }
 
-    /// Each in-place update equals the candle arithmetic it replaces (the fallback path), for
-    /// sizes above and below one parallel chunk; a strided destination takes the fallback.
+    fn randn(shape: (usize, usize)) -> Tensor {
+        Tensor::randn(0f32, 1.0, shape, &Device::Cpu).unwrap()
+    }
+
+    const STEP: AdamStep = AdamStep {
+        b1: 0.9,
+        b2: 0.95,
+        alpha: 0.99,
+        lr: 0.1,
+        bc1: 0.1,
+        bc2: 0.05,
+        eps: 1e-8,
+    };
+
+    /// One AdamW update and `axpby` against the candle arithmetic they replace: in place for
+    /// sizes above and below one parallel chunk, and through the fallback for strided state.
     #[test]
     fn inplace_updates_match_candle_arithmetic() -> Result<()> {
-        for n in [5, CHUNK + 3] {
-            let g = Tensor::randn(0f32, 1.0, n, &Device::Cpu)?;
-            let mut m = Tensor::randn(0f32, 1.0, n, &Device::Cpu)?;
-            let mut v = Tensor::randn(0f32, 1.0, n, &Device::Cpu)?.abs()?;
-            let (m0, v0) = (m.copy()?, v.copy()?);
-            adam_moments(&mut m, &mut v, &g, 0.9, 0.95)?;
-            assert!(close(&m, &((&m0 * 0.9)? + (&g * 0.1)?)?) < 1e-6);
-            assert!(close(&v, &((&v0 * 0.95)? + (g.sqr()? * 0.05)?)?) < 1e-6);
-            let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, n, &Device::Cpu)?)?;
-            let w0 = w.as_tensor().copy()?;
-            let step = AdamApply {
-                alpha: 0.99,
-                lr: 0.1,
-                bc1: 0.1,
-                bc2: 0.05,
-                eps: 1e-8,
+        for (shape, strided) in [((1, 5), false), ((CHUNK / 8 + 3, 8), false), ((4, 6), true)] {
+            let g = randn(shape);
+            let w = Var::from_tensor(&randn(shape))?;
+            let (w0, m0) = (w.as_tensor().copy()?, randn(shape));
+            let v0 = randn(shape).abs()?;
+            let (mut m, mut v) = if strided {
+                // Same values, column-major storage: not contiguous, so the fallback runs.
+                let tr = |x: &Tensor| x.t()?.contiguous()?.t();
+                (tr(&m0)?, tr(&v0)?)
+            } else {
+                (m0.copy()?, v0.copy()?)
             };
-            step.apply(&w, &m, &v)?;
-            let upd = ((&m / 0.1)? / ((&v / 0.05)?.sqrt()? + 1e-8)?)?;
-            assert!(close(w.as_tensor(), &((&w0 * 0.99)? - (upd * 0.1)?)?) < 1e-5);
+            STEP.apply(&w, &mut m, &mut v, &g)?;
+            let want_m = ((&m0 * 0.9)? + (&g * 0.1)?)?;
+            let want_v = ((&v0 * 0.95)? + (g.sqr()? * 0.05)?)?;
+            assert!(close(&m, &want_m) < 1e-6, "{shape:?} m");
+            assert!(close(&v, &want_v) < 1e-6, "{shape:?} v");
+            let upd = ((&want_m / 0.1)? / ((&want_v / 0.05)?.sqrt()? + 1e-8)?)?;
+            let want_w = ((&w0 * 0.99)? - (upd * 0.1)?)?;
+            assert!(close(w.as_tensor(), &want_w) < 1e-5, "{shape:?} w");
             let mut acc = g.copy()?;
             axpby(&mut acc, 1.0, &g, 2.0)?;
             assert!(close(&acc, &(&g * 3.0)?) < 1e-6);
         }
-        let mut strided = Tensor::randn(0f32, 1.0, (3, 4), &Device::Cpu)?.t()?;
+        let mut strided = randn((3, 4)).t()?;
         let src = Tensor::ones((4, 3), DType::F32, &Device::Cpu)?;
         let want = (&strided + &src)?;
         axpby(&mut strided, 1.0, &src, 1.0)?;

@@ -24,7 +24,7 @@ use super::rows::{
     gelu_forward, merge_heads, merge_qkv_grad, rms_backward_add, rms_forward, rms_normed,
     split_heads, split_qkv, Heads, Rope,
 };
-use crate::cpu::gemm::{mm_par, Operand};
+use crate::cpu::gemm::{mm_new, mm_par, Operand};
 use crate::cpu::{f32_data, with_f32};
 
 /// `x + s·attention branch` (module docs) for `x` (B, T, d) and the packed `w_attn` (3d, d) and
@@ -310,8 +310,7 @@ impl MlpBlock {
         (n, d, f): (usize, usize, usize),
     ) -> (Vec<f32>, MlpSaved) {
         let (xn, rstd) = rms_forward(x, d);
-        let mut h = vec![0f32; n * f];
-        mm_par((n, f, d), &mut h, f, false, 1.0, rows(&xn, d), tr(wf, d));
+        let h = mm_new((n, f, d), 1.0, rows(&xn, d), tr(wf, d));
         let (a, slope) = gelu_forward(&h);
         let out = residual_linear(x, &a, wp, (n, d, f), 1.0);
         (out, MlpSaved { rstd, a, slope })

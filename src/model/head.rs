@@ -24,7 +24,7 @@ use super::{head_cpu, xent};
 
 /// Tokens per chunk: a (256 × 50257) fp32 chunk of logits is 51 MB, small enough to stay out of
 /// the way and large enough that each GEMM runs at full speed.
-pub const HEAD_CHUNK_TOKENS: usize = 256;
+pub const HEAD_CHUNK_TOKENS: usize = 1024;
 
 /// Mean next-token cross-entropy of the tied head: `h` (N, D) fp32 hidden states, `w` (V, D)
 /// the fp32 tied weight (both may carry a graph), `targets` (N,) u32, the GEMMs in `compute`.

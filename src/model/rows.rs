@@ -5,6 +5,8 @@
 
 use rayon::prelude::*;
 
+use crate::cpu::vmath;
+
 /// RMSNorm's epsilon (docs/model.md, "Normalisation").
 const RMS_EPS: f32 = 1e-6;
 
@@ -192,22 +194,14 @@ pub(crate) fn split_heads(x: &[f32], g: Heads) -> Vec<f32> {
     out
 }
 
-/// Exact GELU, `0.5·x·(1 + erf(x/√2))` (candle's `gelu_erf`, the record's nn.GELU()), and its
-/// derivative `0.5·(1 + erf(x/√2)) + x·φ(x)` with φ the standard normal density.
+/// Exact GELU (candle's `gelu_erf`, the record's nn.GELU()) and its slope, elementwise
+/// (`vmath::gelu_and_slope`).
 pub(crate) fn gelu_forward(h: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    const INV_SQRT_2PI: f32 = 0.398_942_3;
     let mut a = vec![0f32; h.len()];
-    let mut da = vec![0f32; h.len()];
+    let mut slope = vec![0f32; h.len()];
     a.par_chunks_mut(4096)
-        .zip(da.par_chunks_mut(4096))
+        .zip(slope.par_chunks_mut(4096))
         .zip(h.par_chunks(4096))
-        .for_each(|((a, da), h)| {
-            for ((a, da), &x) in a.iter_mut().zip(da.iter_mut()).zip(h) {
-                let cdf = 0.5
-                    * (1.0 + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
-                *a = x * cdf;
-                *da = cdf + x * INV_SQRT_2PI * (-0.5 * x * x).exp();
-            }
-        });
-    (a, da)
+        .for_each(|((a, s), h)| vmath::gelu_and_slope(a, s, h));
+    (a, slope)
 }

@@ -8,7 +8,7 @@ use candle_core::{Tensor, Var};
 
 use super::config::AdamWConfig;
 use super::{grad_of, Grads, Group, Optimizer, Slot, Visitor, EMBEDDING};
-use crate::cpu::inplace::{adam_moments, AdamApply};
+use crate::cpu::inplace::AdamStep;
 
 /// AdamW over a set of named fp32 parameters; moments are fp32 like the parameters.
 pub struct AdamW {
@@ -67,16 +67,16 @@ impl Optimizer for AdamW {
                 self.m.get_mut(name).context("no first moment")?,
                 self.v.get_mut(name).context("no second moment")?,
             );
-            adam_moments(m, v, &g, b1, b2)?;
-            // m̂/(√v̂ + eps) with m̂ = m/bc1, v̂ = v/bc2, in one pass over the weights.
-            AdamApply {
+            AdamStep {
+                b1,
+                b2,
                 alpha: 1.0 - lr * decay,
                 lr,
                 bc1,
                 bc2,
                 eps: self.cfg.eps,
             }
-            .apply(var, m, v)?;
+            .apply(var, m, v, &g)?;
         }
         self.t = t;
         Ok(())
