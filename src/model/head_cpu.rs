@@ -46,12 +46,15 @@ pub(crate) fn head_loss(
     Ok(h.contiguous()?.apply_op2(&w.contiguous()?, op)?)
 }
 
+/// (G_h, G_W), row-major.
+type HeadGrads = (Vec<f32>, Vec<f32>);
+
 struct HeadLoss {
     targets: Vec<u32>,
     chunk: usize,
     grad: bool,
     /// (G_h, G_W) of the forward, taken by the backward.
-    grads: Mutex<Option<(Vec<f32>, Vec<f32>)>>,
+    grads: Mutex<Option<HeadGrads>>,
 }
 
 impl HeadLoss {
@@ -61,7 +64,7 @@ impl HeadLoss {
         h: &[f32],
         w: &[f32],
         (n, v, d): (usize, usize, usize),
-    ) -> Result<(f32, Option<(Vec<f32>, Vec<f32>)>)> {
+    ) -> Result<(f32, Option<HeadGrads>)> {
         if let Some(&t) = self.targets.iter().find(|&&t| t as usize >= v) {
             bail!("model: target id {t} outside the vocabulary of {v}");
         }
