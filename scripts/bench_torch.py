@@ -13,6 +13,7 @@ bench uses it; on CPU it needs a C++ toolchain). Prints one JSON line with the m
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -107,6 +108,8 @@ def main():
         "tokens_per_s": round(tokens / (ms / 1e3), 1),
         "threads": torch.get_num_threads(),
         "steps": a.steps,
+        # Peak resident set of this process (ru_maxrss is in KiB on Linux).
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
     if dev.type == "cuda":
         out["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # speedrun against PyTorch eager on the same CPU, model, threads and optimizer, on four shapes
 # (docs/perf.md): `speedrun bench model --peer`, interleaved REPS times per configuration (every
-# configuration once, then again), then the median tok/s of each side and their ratio.
+# configuration once, then again), then the median tok/s of each side, their ratio, and the
+# largest peak RSS of each side.
 #   scripts/cpu-peer-table.sh            # needs target/release/speedrun and .venv (scripts/setup-venv.sh)
 #   OPTIMS="adamw" REPS=1 scripts/cpu-peer-table.sh
 set -euo pipefail
@@ -22,9 +23,11 @@ for rep in $(seq "$REPS"); do
       out=$("$B" --threads "$T" bench model --optim "$optim" --steps "$STEPS" --warmup 1 --peer --python "$PY" \
         --set model.n_layer="$L" --set model.n_head="$H" --set model.n_embd="$D" --set model.seq_len="$S" \
         --set train.batch_tokens=$((NB * S)) --set train.micro_batch="$NB" --set train.ranks=1 \
-        --set train.val_micro_batch=1 --set train.val_tokens="$S" 2>&1 | tail -n 2)
+        --set train.val_micro_batch=1 --set train.val_tokens="$S" 2>&1 | grep -E '^(speedrun|pytorch|  )')
       echo "$out" >&2
-      echo "$optim L$L/D$D/T$S/B$NB $(echo "$out" | grep -o '[0-9.]* tok/s' | tr '\n' ' ')" >> "$LOG"
+      tok=$(echo "$out" | grep -E '^(speedrun|pytorch)' | grep -o '[0-9.]* tok/s' | grep -o '^[0-9.]*' | tr '\n' ' ')
+      rss=$(echo "$out" | grep -o 'peak RSS [0-9.]*' | grep -o '[0-9.]*$' | tr '\n' ' ')
+      echo "$optim L$L/D$D/T$S/B$NB $tok $rss" >> "$LOG"
     done
   done
 done
@@ -33,12 +36,14 @@ import sys, statistics, collections
 runs = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     f = line.split()
-    runs[(f[0], f[1])].append((float(f[2]), float(f[4])))
-print("| optimizer | config | speedrun tok/s (median) | PyTorch tok/s (median) | speedrun / PyTorch | ratios of the repeats |")
-print("|---|---|---|---|---|---|")
+    # optimizer config speedrun-tok/s pytorch-tok/s speedrun-RSS-GiB pytorch-RSS-GiB
+    runs[(f[0], f[1])].append(tuple(float(x) for x in f[2:6]))
+print("| optimizer | config | speedrun tok/s (median) | PyTorch tok/s (median) | speedrun / PyTorch | ratios of the repeats | peak RSS speedrun / PyTorch (GiB) |")
+print("|---|---|---|---|---|---|---|")
 for (optim, cfg), v in runs.items():
-    s = statistics.median(x for x, _ in v); p = statistics.median(y for _, y in v)
-    rs = " ".join(f"{x / y:.2f}" for x, y in v)
-    print(f"| {optim} | {cfg} | {s:.0f} | {p:.0f} | {s / p:.2f} | {rs} |")
+    s = statistics.median(x[0] for x in v); p = statistics.median(x[1] for x in v)
+    rs = " ".join(f"{x[0] / x[1]:.2f}" for x in v)
+    rss = f"{max(x[2] for x in v):.2f} / {max(x[3] for x in v):.2f}"
+    print(f"| {optim} | {cfg} | {s:.0f} | {p:.0f} | {s / p:.2f} | {rs} | {rss} |")
 PY
 rm -f "$LOG"

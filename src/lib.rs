@@ -7,6 +7,7 @@
 //! them: `device` (the execution policy), `dist` (the processes of a data-parallel run) and
 //! `fsutil` (the one atomic file writer).
 
+pub mod alloc;
 pub mod cli;
 pub mod cpu;
 pub mod data;

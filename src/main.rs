@@ -2,7 +2,8 @@
 // logits-sized buffer is a fresh mmap whose pages are faulted in and zeroed by the kernel on each
 // micro-batch: measured 2.5× slower steps on the shakespeare-tiny preset (docs/perf.md).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: speedrun::alloc::Counting<mimalloc::MiMalloc> =
+    speedrun::alloc::Counting(mimalloc::MiMalloc);
 
 /// mimalloc's `mi_option_purge_delay` (the same index in its v2 and v3 option enums).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;

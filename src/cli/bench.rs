@@ -1,6 +1,6 @@
 //! `speedrun bench model|optim`: timings, with the PyTorch peer run in the same invocation.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -66,6 +66,12 @@ pub struct OptimBench {
     pub n_layer: usize,
     #[arg(long, default_value_t = 3)]
     pub iters: usize,
+    /// Also time PyTorch's Muon step (scripts/bench_optim_torch.py) on the same shapes and threads.
+    #[arg(long)]
+    pub peer: bool,
+    /// Python of the peer (the project's venv: scripts/setup-venv.sh).
+    #[arg(long, default_value = ".venv/bin/python")]
+    pub python: PathBuf,
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -95,6 +101,14 @@ fn bench_model(a: ModelBench) -> Result<()> {
         r.timed,
         r.tok_per_s
     );
+    if r.allocs_per_step > 0 {
+        println!(
+            "          {} allocations per step ({:.1} MB), peak RSS {}",
+            r.allocs_per_step,
+            r.alloc_bytes_per_step as f64 / 1e6,
+            gib(r.peak_rss_bytes)
+        );
+    }
     if let Some(peak) = a.peak_tflops {
         let mfu = train::bench::flops_per_token(&cfg.model) * r.tok_per_s / (peak * 1e12);
         println!("          MFU {:.1}% (of {peak} TFLOP/s)", mfu * 100.0);
@@ -111,16 +125,25 @@ fn bench_model(a: ModelBench) -> Result<()> {
         .get("step_ms")
         .and_then(|x| x.as_f64())
         .ok_or_else(|| anyhow!("peer JSON lacks step_ms: {peer}"))?;
+    let peer_rss = peer.get("peak_rss_bytes").and_then(|x| x.as_u64());
     println!(
-        "pytorch   {} | step {:.1} ms | {:.0} tok/s | speedrun/pytorch time = {:.2}",
+        "pytorch   {} | step {:.1} ms | {:.0} tok/s | peak RSS {} | speedrun/pytorch time = {:.2}",
         peer.get("label")
             .and_then(|x| x.as_str())
             .unwrap_or("torch"),
         peer_ms,
         cfg.train.batch_tokens as f64 / (peer_ms / 1e3),
+        gib(peer_rss),
         r.step_s * 1e3 / peer_ms
     );
     Ok(())
+}
+
+/// A byte count in GiB, or "n/a".
+fn gib(bytes: Option<u64>) -> String {
+    bytes.map_or("n/a".into(), |b| {
+        format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
+    })
 }
 
 /// scripts/bench_torch.py and the modules it imports.
@@ -141,9 +164,8 @@ const PEER_SCRIPTS: [(&str, &str); 3] = [
 fn run_peer(a: &ModelBench, cfg: &Config, exec: &Exec) -> Result<serde_json::Value> {
     let m = &cfg.model;
     let accum = cfg.train.accum_steps(m.seq_len)?;
-    let threads = rayon::current_num_threads();
     let cuda = exec.device.is_cuda();
-    let args: Vec<(&str, String)> = vec![
+    let mut args: Vec<String> = [
         ("--n-layer", m.n_layer.to_string()),
         ("--n-head", m.n_head.to_string()),
         ("--n-embd", m.n_embd.to_string()),
@@ -153,31 +175,38 @@ fn run_peer(a: &ModelBench, cfg: &Config, exec: &Exec) -> Result<serde_json::Val
         ("--accum", accum.to_string()),
         ("--steps", a.steps.to_string()),
         ("--warmup", a.warmup.to_string()),
-        ("--threads", threads.to_string()),
+        ("--threads", rayon::current_num_threads().to_string()),
         ("--device", (if cuda { "cuda" } else { "cpu" }).to_string()),
         ("--precision", exec.precision().to_string()),
         ("--optim", cfg.optim.name.to_string()),
-    ];
-    // The peer's scripts are built into the binary, so `--peer` works from any directory.
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_string(), v])
+    .collect();
+    // On a GPU the peer is PyTorch at its best: torch.compile, as modded-nanogpt runs it.
+    if cuda {
+        args.push("--compile".into());
+    }
+    run_peer_script(&a.python, "bench_torch.py", &args)
+}
+
+/// Run one of the built-in peer scripts with `python` and parse the JSON object it prints last.
+/// The scripts are written to a temporary directory, so `--peer` works from any directory.
+fn run_peer_script(python: &Path, script: &str, args: &[String]) -> Result<serde_json::Value> {
     let scripts = tempfile::tempdir()?;
     for (name, text) in PEER_SCRIPTS {
         std::fs::write(scripts.path().join(name), text)?;
     }
-    let mut cmd = Command::new(&a.python);
-    cmd.arg(scripts.path().join("bench_torch.py"));
-    for (k, v) in &args {
-        cmd.args([k, v.as_str()]);
-    }
-    // On a GPU the peer is PyTorch at its best: torch.compile, as modded-nanogpt runs it.
-    if cuda {
-        cmd.arg("--compile");
-    }
-    let out = cmd.output().with_context(|| {
-        format!(
-            "{}: cannot run the PyTorch peer (create the venv: scripts/setup-venv.sh)",
-            a.python.display()
-        )
-    })?;
+    let out = Command::new(python)
+        .arg(scripts.path().join(script))
+        .args(args)
+        .output()
+        .with_context(|| {
+            format!(
+                "{}: cannot run the PyTorch peer (create the venv: scripts/setup-venv.sh)",
+                python.display()
+            )
+        })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         bail!("PyTorch peer failed: {}", err.lines().last().unwrap_or(""));
@@ -223,6 +252,37 @@ fn bench_optim(a: OptimBench) -> Result<()> {
     println!("{:<12} {:>12} {:>10}", "method", "ms/step", "vs muon");
     for (m, ms) in rows {
         println!("{:<12} {:>12.1} {:>9.2}x", m.name(), ms, ms / muon);
+    }
+    if a.peer {
+        let args: Vec<String> = [
+            ("--n-layer", a.n_layer),
+            ("--n-embd", a.n_embd),
+            ("--iters", a.iters),
+            ("--threads", rayon::current_num_threads()),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_string(), v.to_string()])
+        .chain(
+            device
+                .is_cuda()
+                .then(|| ["--device".to_string(), "cuda".to_string()])
+                .into_iter()
+                .flatten(),
+        )
+        .collect();
+        let peer = run_peer_script(&a.python, "bench_optim_torch.py", &args)?;
+        let ms = peer
+            .get("step_ms")
+            .and_then(|x| x.as_f64())
+            .ok_or_else(|| anyhow!("peer JSON lacks step_ms: {peer}"))?;
+        println!(
+            "{:<12} {:>12.1} {:>9.2}x   (PyTorch's Muon: {} matrices; speedrun muon / PyTorch = {:.2})",
+            "torch-muon",
+            ms,
+            ms / muon,
+            peer.get("matrices").and_then(|x| x.as_u64()).unwrap_or(0),
+            muon / ms
+        );
     }
     Ok(())
 }

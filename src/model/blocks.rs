@@ -138,7 +138,10 @@ struct AttnBlock {
 
 impl AttnBlock {
     fn heads(&self, (b, t, d): (usize, usize, usize)) -> Result<Heads> {
-        if self.n_head == 0 || !d.is_multiple_of(self.n_head) || !(d / self.n_head).is_multiple_of(2) {
+        if self.n_head == 0
+            || !d.is_multiple_of(self.n_head)
+            || !(d / self.n_head).is_multiple_of(2)
+        {
             bail!(
                 "attention block: width {d} does not split into {} even heads",
                 self.n_head

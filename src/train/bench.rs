@@ -17,6 +17,12 @@ pub struct ModelBench {
     /// Timed steps the median is taken over.
     pub timed: usize,
     pub tok_per_s: f64,
+    /// Median allocations and bytes allocated per timed step (zero where the binary's counting
+    /// allocator is not installed, `crate::alloc`).
+    pub allocs_per_step: u64,
+    pub alloc_bytes_per_step: u64,
+    /// The process's peak resident set after the bench.
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// Time `warmup + steps` steps of `cfg` (its data and schedule replaced by random tokens and a
@@ -50,19 +56,36 @@ pub fn bench_model(cfg: &Config, exec: &Exec, warmup: usize, steps: usize) -> Re
     };
     let mut trainer = Trainer::open(&cfg, opts)?;
     let mut times = Vec::with_capacity(steps);
+    let (mut allocs, mut bytes) = (Vec::new(), Vec::new());
     for i in 0..warmup + steps {
+        let (n0, b0) = crate::alloc::counts();
         let out = trainer.step()?;
+        let (n1, b1) = crate::alloc::counts();
         if i >= warmup {
             times.push(out.ms / 1e3);
+            allocs.push(n1 - n0);
+            bytes.push(b1 - b0);
         }
     }
-    times.sort_by(|x, y| x.total_cmp(y));
-    let step_s = times[times.len() / 2];
+    let step_s = median(&mut times);
     Ok(ModelBench {
         step_s,
         timed: times.len(),
         tok_per_s: cfg.train.batch_tokens as f64 / step_s,
+        allocs_per_step: median_u64(allocs),
+        alloc_bytes_per_step: median_u64(bytes),
+        peak_rss_bytes: crate::alloc::peak_rss_bytes(),
     })
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(|x, y| x.total_cmp(y));
+    xs[xs.len() / 2]
+}
+
+fn median_u64(mut xs: Vec<u64>) -> u64 {
+    xs.sort_unstable();
+    xs[xs.len() / 2]
 }
 
 fn random_shard(path: &std::path::Path, n: usize, vocab: usize, seed: u64) -> Result<()> {
