@@ -28,7 +28,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::vmath;
+use crate::cpu::{f32_data, vmath};
 
 /// Per-row statistics of a forward: (row max, ln Σ exp(x − max)).
 type RowStats = Vec<(f32, f32)>;
@@ -102,7 +102,7 @@ pub(crate) fn cpu_rows_and_grad(
         _ => bail!("fused_xent: CPU tensors expected"),
     };
     let (n, v, t) = check(ll, ts, tl)?;
-    let x = f32_rows(ls, ll, "logits")?;
+    let x = f32_data(ls, ll, "fused_xent: logits")?;
     if v == 0 {
         bail!("fused_xent: empty vocabulary");
     }
@@ -117,18 +117,6 @@ pub(crate) fn cpu_rows_and_grad(
         Tensor::from_vec(loss, n, logits.device())?,
         Tensor::from_vec(grad, (n, v), logits.device())?,
     ))
-}
-
-/// The contiguous f32 slice of `(storage, layout)` for `n` rows of `v`, or an error.
-fn f32_rows<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(d) => d,
-        _ => bail!("fused_xent: {what} must be f32, got {:?}", s.dtype()),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => bail!("fused_xent: {what} must be contiguous"),
-    }
 }
 
 /// Validated (N, V) and the target slice.
@@ -171,7 +159,7 @@ impl CustomOp2 for FusedXent {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (n, v, targets) = check(l1, s2, l2)?;
-        let logits = f32_rows(s1, l1, "logits")?;
+        let logits = f32_data(s1, l1, "fused_xent: logits")?;
         if v == 0 {
             bail!("fused_xent: empty vocabulary");
         }
@@ -207,7 +195,7 @@ impl CustomOp2 for FusedXent {
             _ => bail!("fused_xent: backward is CPU only"),
         };
         let (n, v, targets) = check(ll, ts, tl)?;
-        let x = f32_rows(ls, ll, "logits")?;
+        let x = f32_data(ls, ll, "fused_xent: logits")?;
         if g.len() != n {
             bail!("fused_xent: grad has {} entries for {n} rows", g.len());
         }

@@ -38,14 +38,11 @@ impl Momentum {
             .get_mut(name)
             .with_context(|| format!("no momentum buffer for `{name}`"))?;
         axpby(buf, self.mu, g, 1.0)?;
-        let mut u = if self.nesterov {
-            g.copy()?
-        } else {
-            buf.copy()?
-        };
-        if self.nesterov {
-            axpby(&mut u, 1.0, buf, self.mu)?;
+        if !self.nesterov {
+            return Ok(buf.copy()?);
         }
+        let mut u = g.copy()?;
+        axpby(&mut u, 1.0, buf, self.mu)?;
         Ok(u)
     }
 
