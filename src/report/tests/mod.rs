@@ -5,15 +5,31 @@ use super::*;
 use crate::cli::compare as cli;
 use std::path::{Path, PathBuf};
 
+mod charts;
+mod page;
+mod records;
 mod render;
 mod stats;
+mod tensorboard;
+mod watch;
+
+use html::HtmlOpts;
 
 fn render(runs: &[RunRecord], opts: &CompareOpts) -> String {
     Comparison::new(runs, opts.target).render(opts.format)
 }
 
+fn html_opts() -> HtmlOpts {
+    HtmlOpts {
+        smooth: plot::DEFAULT_SMOOTH,
+        x: XAxis::Step,
+        log_y: false,
+        refresh: None,
+    }
+}
+
 fn render_html(runs: &[RunRecord], target: Option<f64>) -> anyhow::Result<String> {
-    Comparison::new(runs, target).html()
+    Comparison::new(runs, target).html(&html_opts())
 }
 
 fn fixtures() -> PathBuf {
@@ -297,7 +313,9 @@ fn diverged_run_with_null_loss_is_kept_and_left_out_of_loss_stats() {
         json["runs"][0]["final_val_loss"].is_null(),
         "NaN is written as null"
     );
-    plot::plot_runs(&[r], Some(3.28), &dir.path().join("d.svg")).unwrap();
+    let cmp = Comparison::new(std::slice::from_ref(&r), Some(3.28));
+    cmp.plot(&dir.path().join("d.svg"), &Default::default())
+        .unwrap();
 }
 
 #[test]
