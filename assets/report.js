@@ -123,8 +123,9 @@
       legend: { show: false },
       cursor: { sync: { key: "speedrun" }, points: { size: 7 } },
       axes: [
-        { label: unit[1], stroke: "#333", grid: { stroke: "#eee" } },
-        { label: yLabel + (logY ? " (log scale)" : ""), stroke: "#333", grid: { stroke: "#eee" }, size: 60 },
+        Object.assign({ label: unit[1], stroke: "#333", grid: { stroke: "#eee" }, values: tickLabels },
+          state.x === "step" ? { incrs: STEP_INCRS } : {}),
+        { label: yLabel + (logY ? " (log scale)" : ""), stroke: "#333", grid: { stroke: "#eee" }, size: 64, values: tickLabels },
       ],
       hooks: {
         draw: [(u) => { if (kind === "val" && D.target != null) targetLine(u); }],
@@ -136,6 +137,14 @@
     el.onmouseenter = () => { active = kind; };
     el.onmouseleave = () => { active = null; $("tip").style.display = "none"; };
     return u;
+  }
+
+  // Tick labels with the decimals their spacing needs, so that no two read alike; steps are
+  // whole numbers.
+  const STEP_INCRS = [1, 2, 5].flatMap((m) => [1, 10, 100, 1e3, 1e4, 1e5, 1e6].map((p) => m * p)).sort((a, b) => a - b);
+  function tickLabels(u, splits, axis, space, incr) {
+    const d = Math.max(0, -Math.floor(Math.log10(incr) + 1e-9));
+    return splits.map((v) => (v == null ? "" : Math.abs(v) >= 1e5 || (Math.abs(v) < 1e-4 && v !== 0) ? v.toExponential(1) : v.toFixed(Math.min(d, 8))));
   }
 
   function targetLine(u) {

@@ -181,7 +181,8 @@ async function check(browser, file, runs, c, screenshot) {
   const th = page.locator("#runs th").nth(col);
   await th.click();
   const sorted = await page.$$eval("#runs tbody tr", (trs, i) => trs.map((tr) => parseFloat(tr.cells[i].textContent)), col);
-  const want = runs.map((r) => r.val[r.val.length - 1].val_loss).sort((a, b) => a - b);
+  // The table shows 4 decimals.
+  const want = runs.map((r) => parseFloat(r.val[r.val.length - 1].val_loss.toFixed(4))).sort((a, b) => a - b);
   c.ok(JSON.stringify(sorted) === JSON.stringify(want), `sorting by final val loss: ${sorted} = ${want}`);
   await th.click();
   const desc = await page.$$eval("#runs tbody tr", (trs, i) => trs.map((tr) => parseFloat(tr.cells[i].textContent)), col);
@@ -213,7 +214,7 @@ const browser = await chromium.launch({ executablePath: a.browser, args: launchA
 let failed = 0, passed = 0;
 try {
   const c = new Checks(false);
-  await check(browser, a.html, runs, c, a.screenshot);
+  await check(browser, a.html, runs, c, a.screenshot).catch((e) => c.ok(false, "the checks ran: " + e.message.split("\n")[0]));
   console.log(`page: ${c.passed} checks passed, ${c.failed.length} failed`);
   passed += c.passed > 0 && c.failed.length === 0 ? 1 : 0;
   failed += c.failed.length ? 1 : 0;
@@ -225,7 +226,8 @@ try {
       fs.writeFileSync(file, broken);
       const m = new Checks(true);
       if (broken === html) m.ok(false, "mutation did not apply");
-      else await check(browser, file, runs, m, null);
+      // A check that cannot even run on the broken page fails too.
+      else await check(browser, file, runs, m, null).catch((e) => m.ok(false, e.message.split("\n")[0]));
       const caught = m.failed.length > 0;
       console.log(`mutant "${what}": ${caught ? "caught (" + m.failed[0] + ")" : "NOT caught"}`);
       if (caught && broken !== html) passed++; else failed++;
