@@ -69,7 +69,14 @@ pub fn run(args: CompareArgs) -> Result<()> {
     if let Some(secs) = args.watch {
         let mut out = std::io::stdout();
         let clear = out.is_terminal();
-        return watch(&spec, Duration::from_secs(secs), &mut out, clear, None, std::thread::sleep);
+        return watch(
+            &spec,
+            Duration::from_secs(secs),
+            &mut out,
+            clear,
+            None,
+            std::thread::sleep,
+        );
     }
     print!("{}", spec.run_once(None)?);
     for p in spec.outputs() {

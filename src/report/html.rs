@@ -77,7 +77,9 @@ impl From<&Curve> for CurveJson {
         };
         CurveJson {
             s: c.iter().map(|p| p.step).collect(),
-            t: c.iter().map(|p| p.tokens.map(|t| t.round() as u64)).collect(),
+            t: c.iter()
+                .map(|p| p.tokens.map(|t| t.round() as u64))
+                .collect(),
             ms: c.iter().map(|p| round(p.time_ms, 1)).collect(),
             y: c.iter().map(|p| round(p.y, 5)).collect(),
             lo: band(|b| b.0).filter(|v| !v.is_empty()),
@@ -186,9 +188,19 @@ impl Comparison<'_> {
         out.push_str("</div>\n");
         out.push_str(CONTROLS);
         out.push_str("<h2>Runs</h2>\n<div class=\"tables\"><section>\n");
-        table(&mut out, "runs", &RUN_HEADER, self.rows.iter().map(run_cells));
+        table(
+            &mut out,
+            "runs",
+            &RUN_HEADER,
+            self.rows.iter().map(run_cells),
+        );
         out.push_str("</section><section>\n<h2>Statistics over seeds</h2>\n");
-        table(&mut out, "groups", &GROUP_HEADER, self.groups.iter().map(group_cells));
+        table(
+            &mut out,
+            "groups",
+            &GROUP_HEADER,
+            self.groups.iter().map(group_cells),
+        );
         if !self.tests.is_empty() {
             out.push_str("<h2>Welch's t-test (two-sided p)</h2>\n");
             let rows = self.tests.iter().map(|c| pair_cells(c, "-"));
@@ -202,7 +214,11 @@ impl Comparison<'_> {
             "<script type=\"application/json\" id=\"report-data\">{data}</script>"
         )
         .unwrap();
-        write!(out, "<script>\n{UPLOT_JS}\n</script>\n<script>\n{REPORT_JS}</script>\n").unwrap();
+        write!(
+            out,
+            "<script>\n{UPLOT_JS}\n</script>\n<script>\n{REPORT_JS}</script>\n"
+        )
+        .unwrap();
         out.push_str("</body></html>\n");
         Ok(out)
     }

@@ -91,8 +91,14 @@ impl RunRecord {
                 out.insert(tag.to_string(), pts);
             }
         };
-        put("loss/train", run.train.iter().map(|t| (t.step, t.loss)).collect());
-        put("loss/val", run.val.iter().map(|v| (v.step, v.val_loss)).collect());
+        put(
+            "loss/train",
+            run.train.iter().map(|t| (t.step, t.loss)).collect(),
+        );
+        put(
+            "loss/val",
+            run.val.iter().map(|v| (v.step, v.val_loss)).collect(),
+        );
         put(
             "tokens",
             run.train

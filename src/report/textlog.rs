@@ -49,7 +49,10 @@ fn parse_step_line(line: &str) -> std::result::Result<StepLine, String> {
     let (n, m) = head["step:".len()..]
         .split_once('/')
         .ok_or_else(|| format!("{head:?} is not step:N/M"))?;
-    let int = |s: &str| s.parse::<u64>().map_err(|_| format!("{head:?} is not step:N/M"));
+    let int = |s: &str| {
+        s.parse::<u64>()
+            .map_err(|_| format!("{head:?} is not step:N/M"))
+    };
     let (step, steps) = (int(n)?, int(m)?);
     let (mut val_loss, mut train_loss, mut train_time_ms) = (None, None, None);
     for f in fields {
@@ -208,8 +211,9 @@ mod tests {
 
     #[test]
     fn step_lines_parse_and_bad_ones_are_named() {
-        let s = parse_step_line("step:125/6200 val_loss:5.2017 train_time:24564ms step_avg:213.60ms")
-            .unwrap();
+        let s =
+            parse_step_line("step:125/6200 val_loss:5.2017 train_time:24564ms step_avg:213.60ms")
+                .unwrap();
         assert_eq!(
             s,
             StepLine {

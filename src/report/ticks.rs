@@ -66,11 +66,17 @@ mod tests {
     fn tick_labels_are_distinct_and_round() {
         // A 5-step run: the old labels read "0 0 1 2 2 3 4 4 5".
         assert_eq!(labels(0.0, 5.2, 8), ["0", "1", "2", "3", "4", "5"]);
-        assert_eq!(labels(0.0, 2.7, 6), ["0.0", "0.5", "1.0", "1.5", "2.0", "2.5"]);
+        assert_eq!(
+            labels(0.0, 2.7, 6),
+            ["0.0", "0.5", "1.0", "1.5", "2.0", "2.5"]
+        );
         // A short run's time axis (seconds): no longer all "0".
         assert_eq!(labels(0.0, 0.31, 5), ["0.0", "0.1", "0.2", "0.3"]);
         assert_eq!(labels(5.55, 6.3, 6), ["5.6", "5.8", "6.0", "6.2"]);
-        assert_eq!(labels(0.0, 6200.0, 7), ["0", "1000", "2000", "3000", "4000", "5000", "6000"]);
+        assert_eq!(
+            labels(0.0, 6200.0, 7),
+            ["0", "1000", "2000", "3000", "4000", "5000", "6000"]
+        );
         for (lo, hi) in [(0.0, 1e-3), (3.2, 3.31), (0.0, 123456.0), (10.0, 11.0)] {
             let l = labels(lo, hi, 7);
             let mut d = l.clone();
@@ -78,14 +84,21 @@ mod tests {
             assert_eq!(l, d, "{lo}..{hi}");
             assert!(l.len() >= 3, "{lo}..{hi}: {l:?}");
         }
-        assert_eq!(nice_ticks(1.0, 1.0, 5).0, [1.0], "an empty range has one tick");
+        assert_eq!(
+            nice_ticks(1.0, 1.0, 5).0,
+            [1.0],
+            "an empty range has one tick"
+        );
     }
 
     #[test]
     fn log_ticks_keep_their_distance() {
         let (t, d) = log_ticks(3.2, 11.0, 8, 0.03);
         let l: Vec<String> = t.iter().map(|v| format!("{v:.d$}")).collect();
-        assert!(l.contains(&"4".to_string()) && l.contains(&"10".to_string()), "{l:?}");
+        assert!(
+            l.contains(&"4".to_string()) && l.contains(&"10".to_string()),
+            "{l:?}"
+        );
         for w in t.windows(2) {
             assert!(w[1].log10() - w[0].log10() >= 0.03, "{t:?}");
         }

@@ -83,7 +83,11 @@ pub fn watch(
             write!(out, "\x1b[H\x1b[2J")?;
         }
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-        let files: Vec<String> = spec.outputs().iter().map(|p| p.display().to_string()).collect();
+        let files: Vec<String> = spec
+            .outputs()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         writeln!(
             out,
             "speedrun compare --watch: {now}, every {secs} s{}{} (Ctrl-C to stop)\n",

@@ -66,17 +66,25 @@ pub(super) fn draw(area: &DrawingArea<SVGBackend, Shift>, items: &[Item]) -> Res
                         rgb(c).stroke_width(3),
                     ))
                 }),
-            Swatch::Dashed => area.draw(&PathElement::new(
-                vec![(x0, y), (x0 + 11, y)],
-                BLACK.mix(0.75).stroke_width(2),
-            )).and_then(|_| area.draw(&PathElement::new(
-                vec![(x0 + 18, y), (x1, y)],
-                BLACK.mix(0.75).stroke_width(2),
-            ))),
+            Swatch::Dashed => area
+                .draw(&PathElement::new(
+                    vec![(x0, y), (x0 + 11, y)],
+                    BLACK.mix(0.75).stroke_width(2),
+                ))
+                .and_then(|_| {
+                    area.draw(&PathElement::new(
+                        vec![(x0 + 18, y), (x1, y)],
+                        BLACK.mix(0.75).stroke_width(2),
+                    ))
+                }),
             Swatch::None => Ok(()),
         }
         .map_err(|e| err(&e))?;
-        let x = if matches!(item.swatch, Swatch::None) { x0 } else { LABEL_X };
+        let x = if matches!(item.swatch, Swatch::None) {
+            x0
+        } else {
+            LABEL_X
+        };
         area.draw(&Text::new(item.label.as_str(), (x, y), style.clone()))
             .map_err(|e| err(&e))?;
     }

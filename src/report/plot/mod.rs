@@ -131,7 +131,12 @@ fn layout(cmp: &Comparison, entries: &Entries, opts: &PlotOpts) -> (Panel, Panel
         log_y: opts.log_y,
         empty_note,
     };
-    let mut val = panel("val loss".into(), "val loss", cmp.target, "no val records yet");
+    let mut val = panel(
+        "val loss".into(),
+        "val loss",
+        cmp.target,
+        "no val records yet",
+    );
     let title = format!("train loss (EMA {}, raw faint)", entries.smooth);
     let mut train = panel(title, "train loss", None, "no train records yet");
     let mut items = Vec::new();
@@ -206,7 +211,11 @@ fn png_from_svg(svg: &str, scale: f32) -> Result<Vec<u8>> {
     db.load_font_data(FONT.to_vec());
     db.set_sans_serif_family("DejaVu Sans");
     let tree = usvg::Tree::from_str(svg, &opt).context("reading the plot's SVG")?;
-    let size = tree.size().to_int_size().scale_by(scale).context("empty plot")?;
+    let size = tree
+        .size()
+        .to_int_size()
+        .scale_by(scale)
+        .context("empty plot")?;
     let mut pixmap =
         tiny_skia::Pixmap::new(size.width(), size.height()).context("plot too large")?;
     pixmap.fill(tiny_skia::Color::WHITE);

@@ -203,9 +203,17 @@ impl Panel {
     fn draw_empty(&self, area: &DrawingArea<SVGBackend, Shift>) -> Result<()> {
         let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", self.title);
         let (w, h) = area.dim_in_pixel();
-        area.draw(&Text::new(self.title.as_str(), (w as i32 / 2 - 60, 14), (FAMILY, 19)))
-            .map_err(|e| err(&e))?;
-        area.draw(&Text::new(self.empty_note, (w as i32 / 2 - 70, h as i32 / 2), (FAMILY, 15)))
-            .map_err(|e| err(&e))
+        area.draw(&Text::new(
+            self.title.as_str(),
+            (w as i32 / 2 - 60, 14),
+            (FAMILY, 19),
+        ))
+        .map_err(|e| err(&e))?;
+        area.draw(&Text::new(
+            self.empty_note,
+            (w as i32 / 2 - 70, h as i32 / 2),
+            (FAMILY, 15),
+        ))
+        .map_err(|e| err(&e))
     }
 }

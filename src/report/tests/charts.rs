@@ -21,10 +21,17 @@ fn ema_matches_tensorboards_smoothing() {
         7.894921440949844,
     ];
     for (g, w) in ema_debiased(&ys, 0.9).iter().zip(want) {
-        assert!((g.is_nan() && w.is_nan()) || close(*g, w, 1e-14), "{g} vs {w}");
+        assert!(
+            (g.is_nan() && w.is_nan()) || close(*g, w, 1e-14),
+            "{g} vs {w}"
+        );
     }
     assert_eq!(ema_debiased(&[4.0, 2.0], 0.5), [4.0, 2.6666666666666665]);
-    assert_eq!(ema_debiased(&[4.0, 2.0], 0.0), [4.0, 2.0], "weight 0: no smoothing");
+    assert_eq!(
+        ema_debiased(&[4.0, 2.0], 0.0),
+        [4.0, 2.0],
+        "weight 0: no smoothing"
+    );
 }
 
 #[test]
@@ -41,23 +48,40 @@ fn seed_groups_are_means_with_sd_bands() {
     // Step 150: val 3.27, 3.30, 3.25 (tests/fixtures/runs/README.md).
     let p = muon.val.iter().find(|p| p.step == 150).unwrap();
     let mean = (3.27 + 3.30 + 3.25) / 3.0;
-    let sd = (((3.27f64 - mean).powi(2) + (3.30 - mean).powi(2) + (3.25 - mean).powi(2)) / 2.0).sqrt();
+    let sd =
+        (((3.27f64 - mean).powi(2) + (3.30 - mean).powi(2) + (3.25 - mean).powi(2)) / 2.0).sqrt();
     assert!(close(p.y, mean, 1e-12), "{}", p.y);
     let (lo, hi) = p.band.unwrap();
     assert!(close(lo, mean - sd, 1e-12) && close(hi, mean + sd, 1e-12));
     assert_eq!(p.tokens, Some(150.0 * 16384.0));
     // What a static plot draws: the two groups and neon_live.
     let shown: Vec<&str> = e.grouped().iter().map(|e| e.label.as_str()).collect();
-    assert_eq!(shown, ["muon (n=3, mean ± sd)", "adamw (n=2, mean ± sd)", "neon_live"]);
+    assert_eq!(
+        shown,
+        [
+            "muon (n=3, mean ± sd)",
+            "adamw (n=2, mean ± sd)",
+            "neon_live"
+        ]
+    );
     // A live group member that is behind limits the mean to the steps all seeds have.
     let c1 = vec![pt(0, 1.0), pt(10, 2.0), pt(20, 3.0)];
     let c2 = vec![pt(0, 3.0), pt(10, 4.0)];
     let m = crate::report::series::mean_curve(&[&c1, &c2]);
-    assert_eq!(m.iter().map(|p| (p.step, p.y)).collect::<Vec<_>>(), [(0, 2.0), (10, 3.0)]);
+    assert_eq!(
+        m.iter().map(|p| (p.step, p.y)).collect::<Vec<_>>(),
+        [(0, 2.0), (10, 3.0)]
+    );
 }
 
 fn pt(step: u64, y: f64) -> crate::report::series::Pt {
-    crate::report::series::Pt { step, tokens: None, time_ms: step as f64, y, band: None }
+    crate::report::series::Pt {
+        step,
+        tokens: None,
+        time_ms: step as f64,
+        y,
+        band: None,
+    }
 }
 
 #[test]
@@ -68,7 +92,13 @@ fn colours_follow_the_optimizer_and_stay_distinct() {
     let only_muon = Comparison::new(&runs[..3], None).entries(0.9);
     let hue = |c: crate::report::palette::Rgb| {
         let (r, g, b) = (c.0 as i32, c.1 as i32, c.2 as i32);
-        if b > r && b > g { "blue" } else if r > b && g > b && r > g { "orange" } else { "other" }
+        if b > r && b > g {
+            "blue"
+        } else if r > b && g > b && r > g {
+            "orange"
+        } else {
+            "other"
+        }
     };
     assert_eq!(hue(all.groups[0].color), "blue");
     assert_eq!(hue(only_muon.groups[0].color), "blue");
@@ -86,7 +116,16 @@ fn colours_follow_the_optimizer_and_stay_distinct() {
 fn svg_texts(svg: &str) -> Vec<String> {
     svg.split("<text")
         .skip(1)
-        .map(|t| t.split_once('>').unwrap().1.split("</text>").next().unwrap().trim().to_string())
+        .map(|t| {
+            t.split_once('>')
+                .unwrap()
+                .1
+                .split("</text>")
+                .next()
+                .unwrap()
+                .trim()
+                .to_string()
+        })
         .collect()
 }
 
@@ -96,12 +135,27 @@ fn plot_shows_every_point_ticks_legend_outside_and_target() {
     let cmp = Comparison::new(&runs, Some(3.28));
     let svg = cmp.plot_svg(&plot::PlotOpts::default()).unwrap();
     let texts = svg_texts(&svg);
-    for label in ["muon (n=3, mean ± sd)", "adamw (n=2, mean ± sd)", "neon_live", "target 3.28"] {
-        assert!(texts.iter().any(|t| t == label), "legend lacks {label}: {texts:?}");
+    for label in [
+        "muon (n=3, mean ± sd)",
+        "adamw (n=2, mean ± sd)",
+        "neon_live",
+        "target 3.28",
+    ] {
+        assert!(
+            texts.iter().any(|t| t == label),
+            "legend lacks {label}: {texts:?}"
+        );
     }
-    assert!(texts.iter().any(|t| t == "val loss") && texts.iter().any(|t| t.starts_with("train loss (EMA 0.9")));
+    assert!(
+        texts.iter().any(|t| t == "val loss")
+            && texts.iter().any(|t| t.starts_with("train loss (EMA 0.9"))
+    );
     // The y axis reaches step 0's 10.83: a tick at 10 or above.
-    let y_max = texts.iter().filter_map(|t| t.parse::<f64>().ok()).filter(|v| *v < 20.0).fold(0.0, f64::max);
+    let y_max = texts
+        .iter()
+        .filter_map(|t| t.parse::<f64>().ok())
+        .filter(|v| *v < 20.0)
+        .fold(0.0, f64::max);
     assert!(y_max >= 10.0, "y ticks stop at {y_max}");
     // The legend sits right of both panels.
     let legend_x: f64 = svg
@@ -111,12 +165,25 @@ fn plot_shows_every_point_ticks_legend_outside_and_target() {
         .unwrap();
     assert!(legend_x > 1240.0, "legend at x = {legend_x}");
     // Tokens and time axes: labelled in their units, ticks distinct.
-    for (x, title) in [(XAxis::Tokens, "tokens (millions)"), (XAxis::Time, "train time (s)")] {
-        let svg = cmp.plot_svg(&plot::PlotOpts { x, ..Default::default() }).unwrap();
+    for (x, title) in [
+        (XAxis::Tokens, "tokens (millions)"),
+        (XAxis::Time, "train time (s)"),
+    ] {
+        let svg = cmp
+            .plot_svg(&plot::PlotOpts {
+                x,
+                ..Default::default()
+            })
+            .unwrap();
         let t = svg_texts(&svg);
         assert!(t.iter().any(|s| s == title), "{title}: {t:?}");
     }
-    let log = cmp.plot_svg(&plot::PlotOpts { log_y: true, ..Default::default() }).unwrap();
+    let log = cmp
+        .plot_svg(&plot::PlotOpts {
+            log_y: true,
+            ..Default::default()
+        })
+        .unwrap();
     assert!(svg_texts(&log).iter().any(|t| t == "val loss (log scale)"));
 }
 
@@ -134,16 +201,38 @@ fn short_run_ticks_read_apart() {
     let runs = [load_run(dir.path()).unwrap()];
     let cmp = Comparison::new(&runs, None);
     for x in XAxis::ALL {
-        let svg = cmp.plot_svg(&plot::PlotOpts { x, ..Default::default() }).unwrap();
+        let svg = cmp
+            .plot_svg(&plot::PlotOpts {
+                x,
+                ..Default::default()
+            })
+            .unwrap();
         // The x tick labels: the centred numbers of the val panel (x < 620, its width).
         let half: Vec<String> = svg
             .split("<text")
             .filter(|t| t.contains("text-anchor=\"middle\""))
             .filter(|t| {
-                let x: f64 = t.split("x=\"").nth(1).unwrap().split('"').next().unwrap().parse().unwrap();
+                let x: f64 = t
+                    .split("x=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
                 x < 620.0
             })
-            .map(|t| t.split_once('>').unwrap().1.split("</text>").next().unwrap().trim().to_string())
+            .map(|t| {
+                t.split_once('>')
+                    .unwrap()
+                    .1
+                    .split("</text>")
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .to_string()
+            })
             .filter(|t| t.parse::<f64>().is_ok())
             .collect();
         let half = &half[..];
@@ -151,7 +240,10 @@ fn short_run_ticks_read_apart() {
         d.dedup();
         assert_eq!(d, half, "{x:?}: repeated tick labels {half:?}");
         assert!(half.len() >= 3, "{x:?}: {half:?}");
-        assert!(half.iter().any(|t| t.parse::<f64>().unwrap() > 0.0), "{x:?}: {half:?}");
+        assert!(
+            half.iter().any(|t| t.parse::<f64>().unwrap() > 0.0),
+            "{x:?}: {half:?}"
+        );
     }
 }
 
@@ -166,14 +258,29 @@ fn png_is_the_svg_rasterised_at_twice_its_size() {
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
     let svg = cmp.plot_svg(&plot::PlotOpts::default()).unwrap();
     let dim = |k: &str| -> u32 {
-        svg.split(&format!("{k}=\"")).nth(1).unwrap().split('"').next().unwrap().parse().unwrap()
+        svg.split(&format!("{k}=\""))
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     // IHDR: width and height as big-endian u32 at bytes 16..24.
     let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
     let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
     assert_eq!((w, h), (2 * dim("width"), 2 * dim("height")));
-    let e = format!("{:#}", cmp.plot(&dir.path().join("p.jpg"), &Default::default()).unwrap_err());
+    let e = format!(
+        "{:#}",
+        cmp.plot(&dir.path().join("p.jpg"), &Default::default())
+            .unwrap_err()
+    );
     assert!(e.contains("p.jpg: unsupported plot format"), "{e}");
-    let e = format!("{:#}", cmp.plot(&dir.path().join("no/such/p.png"), &Default::default()).unwrap_err());
+    let e = format!(
+        "{:#}",
+        cmp.plot(&dir.path().join("no/such/p.png"), &Default::default())
+            .unwrap_err()
+    );
     assert!(e.contains("does not exist"), "{e}");
 }

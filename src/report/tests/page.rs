@@ -17,7 +17,14 @@ fn page_is_self_contained() {
     assert!(page.contains("<td>not reached</td>") && page.contains("Welch"));
     assert!(page.contains("<table class=\"sortable\" id=\"runs\">"));
     // Scripts and styles are inline: nothing to load from elsewhere.
-    for external in ["<script src", "<link", "src=\"http", "href=\"http", "url(http", "@import"] {
+    for external in [
+        "<script src",
+        "<link",
+        "src=\"http",
+        "href=\"http",
+        "url(http",
+        "@import",
+    ] {
         assert!(!page.contains(external), "external asset: {external}");
     }
     assert!(page.contains("uPlot") && page.contains("window.speedrunReport"));
@@ -36,36 +43,59 @@ fn page_data_is_the_logs() {
     let data = page_data(&page);
     assert_eq!(data["target"], 3.3);
     for (j, name) in data["runs"].as_array().unwrap().iter().zip([
-        "muon_s0", "muon_s1", "muon_s2", "adamw_s0", "adamw_s1", "neon_live",
+        "muon_s0",
+        "muon_s1",
+        "muon_s2",
+        "adamw_s0",
+        "adamw_s1",
+        "neon_live",
     ]) {
         assert_eq!(j["label"], name);
         let log = raw_log(name);
         let vals: Vec<&serde_json::Value> = log.iter().filter(|v| v["kind"] == "val").collect();
         let trains: Vec<&serde_json::Value> = log.iter().filter(|v| v["kind"] == "train").collect();
-        let col = |c: &str, k: &str| -> Vec<serde_json::Value> {
-            j[c][k].as_array().unwrap().clone()
-        };
-        assert_eq!(col("val", "s"), vals.iter().map(|v| v["step"].clone()).collect::<Vec<_>>());
-        assert_eq!(col("val", "y"), vals.iter().map(|v| v["val_loss"].clone()).collect::<Vec<_>>());
-        assert_eq!(col("val", "t"), vals.iter().map(|v| v["tokens"].clone()).collect::<Vec<_>>(), "{name}");
-        assert_eq!(col("train", "y"), trains.iter().map(|v| v["loss"].clone()).collect::<Vec<_>>());
+        let col =
+            |c: &str, k: &str| -> Vec<serde_json::Value> { j[c][k].as_array().unwrap().clone() };
+        assert_eq!(
+            col("val", "s"),
+            vals.iter().map(|v| v["step"].clone()).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            col("val", "y"),
+            vals.iter()
+                .map(|v| v["val_loss"].clone())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            col("val", "t"),
+            vals.iter().map(|v| v["tokens"].clone()).collect::<Vec<_>>(),
+            "{name}"
+        );
+        assert_eq!(
+            col("train", "y"),
+            trains.iter().map(|v| v["loss"].clone()).collect::<Vec<_>>()
+        );
         // Learning rates are "other scalars", by run.
         let lrs = &data["scalars"]["lr/head"];
-        assert_eq!(
-            lrs.as_array().unwrap().len(),
-            6,
-            "one slot per run: {lrs}"
-        );
+        assert_eq!(lrs.as_array().unwrap().len(), 6, "one slot per run: {lrs}");
     }
     let groups = data["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 2);
     assert_eq!(groups[0]["runs"], serde_json::json!([0, 1, 2]));
     assert!(groups[0]["val"]["lo"].is_array() && groups[0]["val"]["hi"].is_array());
     assert_eq!(data["x"], "step");
-    let opts = HtmlOpts { x: XAxis::Time, log_y: true, refresh: Some(5), ..html_opts() };
+    let opts = HtmlOpts {
+        x: XAxis::Time,
+        log_y: true,
+        refresh: Some(5),
+        ..html_opts()
+    };
     let page = Comparison::new(&runs, None).html(&opts).unwrap();
     let d = page_data(&page);
-    assert_eq!((d["x"].as_str(), d["logY"].as_bool(), d["refresh"].as_u64()), (Some("time"), Some(true), Some(5)));
+    assert_eq!(
+        (d["x"].as_str(), d["logY"].as_bool(), d["refresh"].as_u64()),
+        (Some("time"), Some(true), Some(5))
+    );
     assert!(page.contains("live: reloads every 5 s"));
 }
 

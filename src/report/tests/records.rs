@@ -15,8 +15,15 @@ fn raw_steps(text: &str) -> Vec<(u64, String, f64, f64)> {
             let f: Vec<&str> = l.split(' ').collect();
             let step = f[0][5..].split('/').next().unwrap().parse().unwrap();
             let (kind, loss) = f[1].split_once(':').unwrap();
-            let ms = f[2].trim_start_matches("train_time:").trim_end_matches("ms");
-            (step, kind.to_string(), loss.parse().unwrap(), ms.parse().unwrap())
+            let ms = f[2]
+                .trim_start_matches("train_time:")
+                .trim_end_matches("ms");
+            (
+                step,
+                kind.to_string(),
+                loss.parse().unwrap(),
+                ms.parse().unwrap(),
+            )
         })
         .collect()
 }
@@ -61,8 +68,14 @@ fn record4_log_reads_as_a_run() {
     assert!(close(avg, (1_339_065.0 - 214.0) / 6189.0, 1e-12) && (avg - 216.33).abs() < 0.005);
     // Next to runs of ours, through the same table.
     let md = render(&[run, fixture("muon_s0")], &CompareOpts::default());
-    assert!(md.contains("| record4-2024-10-11-muon | modded-nanogpt |"), "{md}");
-    assert!(md.contains("| 6200 | 3250585600 | 1339.1 | 6200 | 3.2785 |"), "{md}");
+    assert!(
+        md.contains("| record4-2024-10-11-muon | modded-nanogpt |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 6200 | 3250585600 | 1339.1 | 6200 | 3.2785 |"),
+        "{md}"
+    );
 }
 
 #[test]
@@ -79,10 +92,20 @@ fn live_text_log_cut_mid_line_and_malformed_lines() {
     assert_eq!(RunRow::from_run(&run, None).final_step, Some(11));
     // The same bad line in the middle is an error naming the file and line.
     let bad = dir.path().join("bad.txt");
-    std::fs::write(&bad, format!("{}\nstep:13/6200 val_loss:3.1 train_time:900ms\n", &text[..cut])).unwrap();
+    std::fs::write(
+        &bad,
+        format!(
+            "{}\nstep:13/6200 val_loss:3.1 train_time:900ms\n",
+            &text[..cut]
+        ),
+    )
+    .unwrap();
     let e = format!("{:#}", load_run(&bad).unwrap_err());
     let line = text[..cut].lines().count();
-    assert!(e.contains(&format!("bad.txt:{line}: malformed step line")), "{e}");
+    assert!(
+        e.contains(&format!("bad.txt:{line}: malformed step line")),
+        "{e}"
+    );
     assert!(!e.contains('\n'), "{e}");
     // A log whose script is written but no step yet: no data, not an error.
     let sep = text.find("\n=====").unwrap();
@@ -102,7 +125,11 @@ fn run_dir_without_records_is_no_data_yet() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("muon-s0");
     std::fs::create_dir(&run).unwrap();
-    std::fs::write(run.join("config.toml"), "name = \"x\"\nseed = 0\n[optim]\nname = \"muon\"\n").unwrap();
+    std::fs::write(
+        run.join("config.toml"),
+        "name = \"x\"\nseed = 0\n[optim]\nname = \"muon\"\n",
+    )
+    .unwrap();
     let r = load_run(&run).unwrap();
     assert!(!r.has_data());
     let row = RunRow::from_run(&r, None);
@@ -114,7 +141,8 @@ fn run_dir_without_records_is_no_data_yet() {
     assert!(!load_run(&run).unwrap().has_data());
     // Plots and the page draw it as empty, not as an error.
     let cmp = Comparison::new(std::slice::from_ref(&r), None);
-    cmp.plot(&dir.path().join("p.svg"), &plot::PlotOpts::default()).unwrap();
+    cmp.plot(&dir.path().join("p.svg"), &plot::PlotOpts::default())
+        .unwrap();
     let page = cmp.html(&html_opts()).unwrap();
     assert!(page.contains("no data yet"), "the status column says so");
 }

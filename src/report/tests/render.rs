@@ -171,12 +171,18 @@ fn compare_args_parse_from_the_command_line() {
     assert_eq!(w.a.format, Format::Csv);
     assert_eq!(w.a.plot.as_deref(), Some(Path::new("p.png")));
     assert_eq!(w.a.html.as_deref(), Some(Path::new("x.html")));
-    assert_eq!((w.a.x, w.a.log_y, w.a.smooth, w.a.watch), (XAxis::Step, false, 0.9, None));
+    assert_eq!(
+        (w.a.x, w.a.log_y, w.a.smooth, w.a.watch),
+        (XAxis::Step, false, 0.9, None)
+    );
     let w = W::try_parse_from([
         "speedrun", "r", "--x", "time", "--log-y", "--smooth", "0", "--watch",
     ])
     .unwrap();
-    assert_eq!((w.a.x, w.a.log_y, w.a.smooth, w.a.watch), (XAxis::Time, true, 0.0, Some(10)));
+    assert_eq!(
+        (w.a.x, w.a.log_y, w.a.smooth, w.a.watch),
+        (XAxis::Time, true, 0.0, Some(10))
+    );
     let w = W::try_parse_from(["speedrun", "r", "--watch", "3"]).unwrap();
     assert_eq!(w.a.watch, Some(3));
     assert!(

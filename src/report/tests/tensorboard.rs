@@ -14,10 +14,17 @@ fn read_events(path: &Path) -> BTreeMap<i64, BTreeMap<String, f32>> {
     let mut out: BTreeMap<i64, BTreeMap<String, f32>> = BTreeMap::new();
     for r in &records[1..] {
         let e = Event::decode(*r).unwrap();
-        let Some(What::Summary(s)) = e.what else { panic!("not a summary: {e:?}") };
+        let Some(What::Summary(s)) = e.what else {
+            panic!("not a summary: {e:?}")
+        };
         for v in s.value {
-            let Some(ScalarValue::SimpleValue(x)) = v.value else { panic!("no value: {v:?}") };
-            assert!(out.entry(e.step).or_default().insert(v.tag, x).is_none(), "a tag twice");
+            let Some(ScalarValue::SimpleValue(x)) = v.value else {
+                panic!("no value: {v:?}")
+            };
+            assert!(
+                out.entry(e.step).or_default().insert(v.tag, x).is_none(),
+                "a tag twice"
+            );
         }
     }
     out
@@ -40,8 +47,14 @@ fn event_file_bytes_equal_tensorboards_writer() {
         tag: tag.into(),
         value: Some(ScalarValue::SimpleValue(x)),
     };
-    let summary = tb::Summary { value: vec![value("loss/train", 3.25), value("lr/muon", 0.0)] };
-    let event = Event { wall_time: 1_700_000_001.25, step: 7, what: Some(What::Summary(summary)) };
+    let summary = tb::Summary {
+        value: vec![value("loss/train", 3.25), value("lr/muon", 0.0)],
+    };
+    let event = Event {
+        wall_time: 1_700_000_001.25,
+        step: 7,
+        what: Some(What::Summary(summary)),
+    };
     tb::push_record(&mut out, &event.encode_to_vec());
     let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex, GOLDEN);
@@ -55,8 +68,16 @@ fn exported_scalars_are_the_logs() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("nm-s0");
     std::fs::create_dir(&run).unwrap();
-    std::fs::write(run.join("config.toml"), "seed = 0\n[optim]\nname = \"newton-muon\"\n").unwrap();
-    std::fs::write(run.join("meta.json"), r#"{"started":"2026-12-01T10:00:00Z"}"#).unwrap();
+    std::fs::write(
+        run.join("config.toml"),
+        "seed = 0\n[optim]\nname = \"newton-muon\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        run.join("meta.json"),
+        r#"{"started":"2026-12-01T10:00:00Z"}"#,
+    )
+    .unwrap();
     std::fs::write(
         run.join("log.jsonl"),
         concat!(
@@ -76,21 +97,42 @@ fn exported_scalars_are_the_logs() {
     assert_eq!(files.len(), 7);
     for (r, f) in runs.iter().zip(&files) {
         assert_eq!(f.parent().unwrap(), out.join(&r.name));
-        assert!(f.file_name().unwrap().to_str().unwrap().starts_with("events.out.tfevents."));
+        assert!(f
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("events.out.tfevents."));
         let events = read_events(f);
         let text = std::fs::read_to_string(r.dir.join("log.jsonl")).unwrap();
         let mut expected = 0;
-        for rec in text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+        for rec in text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        {
             let step = rec["step"].as_i64().unwrap();
             let at = |tag: &str| events.get(&step).and_then(|e| e.get(tag)).copied();
             let f32_of = |v: &serde_json::Value| v.as_f64().unwrap() as f32;
             match rec["kind"].as_str().unwrap() {
                 "train" => {
-                    assert_eq!(at("loss/train"), Some(f32_of(&rec["loss"])), "{} {step}", r.name);
+                    assert_eq!(
+                        at("loss/train"),
+                        Some(f32_of(&rec["loss"])),
+                        "{} {step}",
+                        r.name
+                    );
                     assert_eq!(at("tokens"), Some(f32_of(&rec["tokens"])));
-                    assert_eq!(at("time/train_time_s"), Some((rec["train_time_ms"].as_f64().unwrap() / 1000.0) as f32));
+                    assert_eq!(
+                        at("time/train_time_s"),
+                        Some((rec["train_time_ms"].as_f64().unwrap() / 1000.0) as f32)
+                    );
                     for (g, lr) in rec["lrs"].as_object().unwrap() {
-                        assert_eq!(at(&format!("lr/{g}")), Some(f32_of(lr)), "{} {step} {g}", r.name);
+                        assert_eq!(
+                            at(&format!("lr/{g}")),
+                            Some(f32_of(lr)),
+                            "{} {step} {g}",
+                            r.name
+                        );
                     }
                     expected += 4 + rec["lrs"].as_object().unwrap().len();
                 }
@@ -118,6 +160,9 @@ fn exported_scalars_are_the_logs() {
     tb::export(&runs, &out).unwrap();
     assert_eq!(std::fs::read_dir(out.join("nm-s0")).unwrap().count(), 1);
     // Two runs of one name cannot share a log directory.
-    let e = format!("{:#}", tb::export(&[runs[0].clone(), runs[0].clone()], &out).unwrap_err());
+    let e = format!(
+        "{:#}",
+        tb::export(&[runs[0].clone(), runs[0].clone()], &out).unwrap_err()
+    );
     assert!(e.contains("two runs named muon_s0"), "{e}");
 }
