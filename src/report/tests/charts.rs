@@ -112,21 +112,15 @@ fn colours_follow_the_optimizer_and_stay_distinct() {
     assert_eq!(colours.len(), 6, "every run its own shade");
 }
 
+/// The text of a `<text …>…</text>` element, given from just after its `<text`.
+fn text_of(t: &str) -> String {
+    let inner = t.split_once('>').unwrap().1;
+    inner.split("</text>").next().unwrap().trim().to_string()
+}
+
 /// The `<text>` elements of an SVG.
 fn svg_texts(svg: &str) -> Vec<String> {
-    svg.split("<text")
-        .skip(1)
-        .map(|t| {
-            t.split_once('>')
-                .unwrap()
-                .1
-                .split("</text>")
-                .next()
-                .unwrap()
-                .trim()
-                .to_string()
-        })
-        .collect()
+    svg.split("<text").skip(1).map(text_of).collect()
 }
 
 #[test]
@@ -223,16 +217,7 @@ fn short_run_ticks_read_apart() {
                     .unwrap();
                 x < 620.0
             })
-            .map(|t| {
-                t.split_once('>')
-                    .unwrap()
-                    .1
-                    .split("</text>")
-                    .next()
-                    .unwrap()
-                    .trim()
-                    .to_string()
-            })
+            .map(text_of)
             .filter(|t| t.parse::<f64>().is_ok())
             .collect();
         let half = &half[..];

@@ -40,18 +40,18 @@ pub(super) fn fixture(name: &str) -> RunRecord {
     load_run(&fixtures().join(name)).unwrap()
 }
 
+/// The fixture runs, in the order the tests load them.
+const FIXTURE_NAMES: [&str; 6] = [
+    "muon_s0",
+    "muon_s1",
+    "muon_s2",
+    "adamw_s0",
+    "adamw_s1",
+    "neon_live",
+];
+
 fn all_fixture_dirs() -> Vec<PathBuf> {
-    [
-        "muon_s0",
-        "muon_s1",
-        "muon_s2",
-        "adamw_s0",
-        "adamw_s1",
-        "neon_live",
-    ]
-    .iter()
-    .map(|n| fixtures().join(n))
-    .collect()
+    FIXTURE_NAMES.iter().map(|n| fixtures().join(n)).collect()
 }
 
 pub(super) fn all_fixtures() -> Vec<RunRecord> {
@@ -76,14 +76,7 @@ fn raw_log(name: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn table_numbers_match_the_jsonl() {
-    for name in [
-        "muon_s0",
-        "muon_s1",
-        "muon_s2",
-        "adamw_s0",
-        "adamw_s1",
-        "neon_live",
-    ] {
+    for name in FIXTURE_NAMES {
         let row = RunRow::from_run(&fixture(name), Some(3.28));
         let log = raw_log(name);
         let vals: Vec<&serde_json::Value> = log.iter().filter(|v| v["kind"] == "val").collect();

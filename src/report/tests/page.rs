@@ -42,14 +42,7 @@ fn page_data_is_the_logs() {
     let page = render_html(&runs, Some(3.3)).unwrap();
     let data = page_data(&page);
     assert_eq!(data["target"], 3.3);
-    for (j, name) in data["runs"].as_array().unwrap().iter().zip([
-        "muon_s0",
-        "muon_s1",
-        "muon_s2",
-        "adamw_s0",
-        "adamw_s1",
-        "neon_live",
-    ]) {
+    for (j, name) in data["runs"].as_array().unwrap().iter().zip(FIXTURE_NAMES) {
         assert_eq!(j["label"], name);
         let log = raw_log(name);
         let vals: Vec<&serde_json::Value> = log.iter().filter(|v| v["kind"] == "val").collect();
