@@ -96,7 +96,7 @@ mod tests {
         let (t, d) = log_ticks(3.2, 11.0, 8, 0.03);
         let l: Vec<String> = t.iter().map(|v| format!("{v:.d$}")).collect();
         assert!(
-            l.contains(&"4".to_string()) && l.contains(&"10".to_string()),
+            l.contains(&"4.0".to_string()) && l.contains(&"10.0".to_string()),
             "{l:?}"
         );
         for w in t.windows(2) {

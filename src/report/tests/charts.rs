@@ -154,7 +154,7 @@ fn plot_shows_every_point_ticks_legend_outside_and_target() {
     // The legend sits right of both panels.
     let legend_x: f64 = svg
         .split("<text")
-        .find(|t| t.contains(">neon_live<"))
+        .find(|t| text_of(t) == "neon_live")
         .and_then(|t| t.split("x=\"").nth(1)?.split('"').next()?.parse().ok())
         .unwrap();
     assert!(legend_x > 1240.0, "legend at x = {legend_x}");
