@@ -38,7 +38,7 @@ pub struct RunRow {
 fn timed_span(train: &[TrainPoint]) -> Option<(&TrainPoint, &TrainPoint)> {
     let mut timed = train.iter().filter(|t| t.step > UNTIMED_STEPS);
     let a = timed.next()?;
-    let b = timed.last()?;
+    let b = timed.next_back()?;
     (b.step > a.step && b.train_time_ms > a.train_time_ms).then_some((a, b))
 }
 

@@ -5,7 +5,7 @@ use super::series::XAxis;
 /// Ticks in `[lo, hi]` about `target` apart in count, and the decimals that tell them apart.
 pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> (Vec<f64>, usize) {
     let span = hi - lo;
-    if !(span > 0.0) || !span.is_finite() {
+    if span.is_nan() || span <= 0.0 || !span.is_finite() {
         return (vec![lo], 2);
     }
     let rough = span / target.max(1) as f64;
