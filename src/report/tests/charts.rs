@@ -118,6 +118,12 @@ fn text_of(t: &str) -> String {
     inner.split("</text>").next().unwrap().trim().to_string()
 }
 
+/// The number in the first `name="…"` attribute of `s`.
+fn attr(s: &str, name: &str) -> f64 {
+    let v = s.split(&format!("{name}=\"")).nth(1).unwrap();
+    v.split('"').next().unwrap().parse().unwrap()
+}
+
 /// The `<text>` elements of an SVG.
 fn svg_texts(svg: &str) -> Vec<String> {
     svg.split("<text").skip(1).map(text_of).collect()
@@ -152,11 +158,8 @@ fn plot_shows_every_point_ticks_legend_outside_and_target() {
         .fold(0.0, f64::max);
     assert!(y_max >= 10.0, "y ticks stop at {y_max}");
     // The legend sits right of both panels.
-    let legend_x: f64 = svg
-        .split("<text")
-        .find(|t| text_of(t) == "neon_live")
-        .and_then(|t| t.split("x=\"").nth(1)?.split('"').next()?.parse().ok())
-        .unwrap();
+    let legend = svg.split("<text").find(|t| text_of(t) == "neon_live");
+    let legend_x = attr(legend.unwrap(), "x");
     assert!(legend_x > 1240.0, "legend at x = {legend_x}");
     // Tokens and time axes: labelled in their units, ticks distinct.
     for (x, title) in [
@@ -205,18 +208,7 @@ fn short_run_ticks_read_apart() {
         let half: Vec<String> = svg
             .split("<text")
             .filter(|t| t.contains("text-anchor=\"middle\""))
-            .filter(|t| {
-                let x: f64 = t
-                    .split("x=\"")
-                    .nth(1)
-                    .unwrap()
-                    .split('"')
-                    .next()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-                x < 620.0
-            })
+            .filter(|t| attr(t, "x") < 620.0)
             .map(text_of)
             .filter(|t| t.parse::<f64>().is_ok())
             .collect();
@@ -242,16 +234,7 @@ fn png_is_the_svg_rasterised_at_twice_its_size() {
     let bytes = std::fs::read(&png).unwrap();
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
     let svg = cmp.plot_svg(&plot::PlotOpts::default()).unwrap();
-    let dim = |k: &str| -> u32 {
-        svg.split(&format!("{k}=\""))
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let dim = |k: &str| attr(&svg, k) as u32;
     // IHDR: width and height as big-endian u32 at bytes 16..24.
     let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
     let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
