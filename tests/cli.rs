@@ -65,7 +65,9 @@ fn jsonl(dir: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn help_lists_the_subcommands() {
     let out = ok(&["--help"]);
-    for sub in ["data", "train", "init", "race", "compare", "bench"] {
+    for sub in [
+        "data", "train", "init", "race", "compare", "export", "bench",
+    ] {
         assert!(out.contains(sub), "--help lacks {sub}:\n{out}");
     }
 }
@@ -141,7 +143,17 @@ fn compare_table_matches_the_logs_of_real_trainings() {
     );
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"));
-    assert!(std::fs::read_to_string(&html).unwrap().contains("<svg"));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("id=\"report-data\"") && page.contains("uPlot"));
+    // The same runs as TensorBoard event files, one directory per run.
+    let tb = tmp.path().join("tb");
+    let out = ok(&["export", "tensorboard", runs, "--out", tb.to_str().unwrap()]);
+    assert!(out.contains("tensorboard --logdir"), "{out}");
+    for row in rows {
+        let name = Path::new(row["dir"].as_str().unwrap()).file_name().unwrap();
+        let files: Vec<_> = std::fs::read_dir(tb.join(name)).unwrap().collect();
+        assert_eq!(files.len(), 1, "{name:?}");
+    }
     // --target moves the target: nothing reaches 0.1.
     let csv = ok(&["compare", runs, "--format", "csv", "--target", "0.1"]);
     assert_eq!(csv.lines().count(), 4);
@@ -221,7 +233,38 @@ fn bad_input_is_a_one_line_error_and_exit_1() {
             "Cargo.toml",
         ),
     ];
-    for (args, needle) in cases {
+    let export_args = ["export", "tensorboard", "/nonexistent/run", "--out", runs];
+    let cases = [
+        cases,
+        &[
+            // Checked before any run is read: the run named does not even exist.
+            (
+                &["compare", "/nonexistent/run", "--plot", "p.jpg"][..],
+                "p.jpg: unsupported plot format",
+            ),
+            (&["compare", "/nonexistent/run", "--x", "epochs"], "epochs"),
+            (
+                &[
+                    "compare",
+                    "/nonexistent/run",
+                    "--html",
+                    "/nonexistent/dir/r.html",
+                ],
+                "/nonexistent/dir does not exist",
+            ),
+            (
+                &["compare", "/nonexistent/run"],
+                "/nonexistent/run: no such run directory",
+            ),
+            (
+                &["compare", "Cargo.toml"],
+                "Cargo.toml: not a modded-nanogpt log",
+            ),
+            (&export_args[..], "/nonexistent/run"),
+        ][..],
+    ]
+    .concat();
+    for (args, needle) in &cases {
         let o = speedrun(args);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");

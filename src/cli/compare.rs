@@ -1,14 +1,18 @@
-//! `speedrun compare RUN_DIR… [--target X] [--format markdown|csv|json] [--plot out.svg|out.png]
-//! [--html report.html]`.
-use crate::report::{expand_run_dirs, load_runs, Comparison, Format};
+//! `speedrun compare RUN… [--target X] [--format markdown|csv|json] [--plot out.svg|out.png]
+//! [--html report.html] [--x step|tokens|time] [--log-y] [--smooth W] [--watch [SECS]]`.
+use crate::report::plot::{PlotOpts, DEFAULT_SMOOTH};
+use crate::report::watch::{watch, ReportSpec};
+use crate::report::{Format, XAxis};
 use anyhow::Result;
 use clap::Args;
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Run directories (`runs/<name>`), globs (`'runs/muon_*'`, expanded here when the shell did
-    /// not) or directories of run directories (`runs/`).
+    /// Run directories (`runs/<name>`), modded-nanogpt text logs (`data/records/*.txt`), globs
+    /// (`'runs/muon_*'`, expanded here when the shell did not) or directories of runs (`runs/`).
     #[arg(required = true)]
     pub runs: Vec<String>,
     /// Target val loss; overrides each run's own `train.target_loss` (steps/tokens/time to target
@@ -18,27 +22,64 @@ pub struct CompareArgs {
     /// Table format written to stdout.
     #[arg(long, value_enum, default_value_t = Format::Markdown)]
     pub format: Format,
-    /// Write the val-loss plot here (`.svg` or `.png`).
+    /// Write the plot here (`.svg` or `.png`): val loss and train loss, seeds as mean ± sd.
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    /// Write a self-contained HTML report here.
+    /// Write a self-contained interactive HTML report here (works offline).
     #[arg(long)]
     pub html: Option<PathBuf>,
+    /// The x axis of the plot (and the page's first view): optimizer steps, training tokens or
+    /// the record-4 train clock.
+    #[arg(long, value_enum, default_value_t = XAxis::Step)]
+    pub x: XAxis,
+    /// Log-scale the loss axes.
+    #[arg(long)]
+    pub log_y: bool,
+    /// EMA weight of the smoothed train loss, in [0, 1) (0: no smoothing).
+    #[arg(long, default_value_t = DEFAULT_SMOOTH, value_parser = parse_smooth)]
+    pub smooth: f64,
+    /// Redraw the table and rewrite --plot/--html every SECS seconds (default 10) as the runs
+    /// progress, until Ctrl-C.
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "10",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub watch: Option<u64>,
+}
+
+fn parse_smooth(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(w) if (0.0..1.0).contains(&w) => Ok(w),
+        _ => Err(format!("{s:?} is not a weight in [0, 1)")),
+    }
 }
 
 pub fn run(args: CompareArgs) -> Result<()> {
-    if let Some(p) = &args.plot {
-        crate::report::plot::plot_format(p)?;
+    let spec = ReportSpec {
+        runs: args.runs,
+        target: args.target,
+        format: args.format,
+        plot: args.plot,
+        html: args.html,
+        plot_opts: PlotOpts {
+            x: args.x,
+            log_y: args.log_y,
+            smooth: args.smooth,
+        },
+    };
+    spec.check()?;
+    if let Some(secs) = args.watch {
+        let mut out = std::io::stdout();
+        let clear = out.is_terminal();
+        return watch(
+            &spec,
+            Duration::from_secs(secs),
+            &mut out,
+            clear,
+            None,
+            std::thread::sleep,
+        );
     }
-    let runs = load_runs(&expand_run_dirs(&args.runs)?)?;
-    let cmp = Comparison::new(&runs, args.target);
-    print!("{}", cmp.render(args.format));
-    if let Some(p) = &args.plot {
-        cmp.plot(p)?;
-        eprintln!("wrote {}", p.display());
-    }
-    if let Some(p) = &args.html {
-        crate::fsutil::write_atomic(p, cmp.html()?.as_bytes())?;
+    print!("{}", spec.run_once(None)?);
+    for p in spec.outputs() {
         eprintln!("wrote {}", p.display());
     }
     Ok(())
@@ -55,5 +96,15 @@ impl clap::ValueEnum for Format {
             Format::Csv => "csv",
             Format::Json => "json",
         }))
+    }
+}
+
+impl clap::ValueEnum for XAxis {
+    fn value_variants<'a>() -> &'a [Self] {
+        &XAxis::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
     }
 }

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 pub mod bench;
 pub mod compare;
 pub mod data;
+pub mod export;
 pub mod init;
 pub mod race;
 pub mod train;
@@ -32,8 +33,11 @@ pub enum Command {
     Init(init::InitArgs),
     /// Run several optimizers × seeds from shared initial weights, then compare them.
     Race(race::RaceArgs),
-    /// Compare runs: table, plots, statistics over seeds (works on running jobs too).
+    /// Compare runs: table, plots, an interactive HTML page, statistics over seeds (works on
+    /// running jobs too, and on modded-nanogpt's own logs).
     Compare(compare::CompareArgs),
+    /// Export runs to other tools (TensorBoard event files).
+    Export(export::ExportArgs),
     /// Time the model and optimizer steps, next to the PyTorch peer.
     Bench(bench::BenchArgs),
 }
@@ -68,6 +72,7 @@ pub fn main() -> i32 {
         Command::Init(a) => init::run_init(a),
         Command::Race(a) => race::run(a),
         Command::Compare(a) => compare::run(a),
+        Command::Export(a) => export::run(a),
         Command::Bench(a) => bench::run(a),
     };
     let code = report(res);

@@ -32,6 +32,10 @@ pub struct RaceArgs {
 }
 
 pub fn run(a: RaceArgs) -> Result<()> {
+    if let Some(p) = &a.plot {
+        // Bad input is refused before any training.
+        crate::report::plot::plot_format(p)?;
+    }
     crate::train::signals::install()?;
     let race = Race {
         preset: a.preset.preset().to_string(),

@@ -32,6 +32,9 @@ pub const PAIR_HEADER: [&str; 4] = ["a", "b", "final val loss p", "steps to targ
 
 const NOT_REACHED: &str = "not reached";
 
+/// The status of a run that has not written a record yet.
+pub const NO_DATA: &str = "no data yet";
+
 fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
     v.map(f).unwrap_or_else(|| "-".to_string())
 }
@@ -62,6 +65,7 @@ pub fn run_cells(r: &RunRow) -> Vec<String> {
         match (r.finished, r.diverged_at) {
             (_, Some(step)) => format!("diverged @{step}"),
             (true, None) => "finished".to_string(),
+            (false, None) if r.no_data => NO_DATA.to_string(),
             (false, None) => "running".to_string(),
         },
     ]

@@ -1,18 +1,25 @@
-//! Reading one run directory (`runs/<name>/`, docs/run-format.md) into a [`RunRecord`], with the
-//! trainer's own types: [`Record`] for `log.jsonl`, [`Summary`] and [`Meta`] for the JSON files.
-use crate::train::log::Record;
+//! Reading one run into a [`RunRecord`]: a run directory (`runs/<name>/`, docs/run-format.md),
+//! with the trainer's own types ([`Summary`] and [`Meta`] for the JSON files, `jsonl` for the
+//! log), or a modded-nanogpt text log (`textlog`).
+use super::jsonl::{parse_log, ParsedLog};
+use super::textlog::load_text_log;
 use crate::train::run_dir::{read_summary, Meta, Summary};
 use anyhow::{anyhow, bail, Context, Result};
-use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// Scalar series of a run besides its losses, by tag (`lr/<group>`, `optim/<name>`,
+/// `time/comm_ms`), each as (step, value) in log order. Generic so that every renderer that
+/// shows "all scalars" (the TensorBoard export, the HTML page) takes a new family without change.
+pub type Scalars = BTreeMap<String, Vec<(u64, f64)>>;
 
 /// One `{"kind":"val",…}` record of `log.jsonl`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValPoint {
     /// Optimizer steps completed when the validation ran.
     pub step: u64,
-    /// Training tokens seen.
-    pub tokens: u64,
+    /// Training tokens seen (`None` when a text log does not give the batch size).
+    pub tokens: Option<u64>,
     /// Record-4 clock: excludes validation and the first 10 steps.
     pub train_time_ms: f64,
     pub val_loss: f64,
@@ -23,16 +30,26 @@ pub struct ValPoint {
 pub struct TrainPoint {
     pub step: u64,
     pub loss: f64,
-    pub tokens: u64,
+    pub tokens: Option<u64>,
     pub step_ms: f64,
     pub train_time_ms: f64,
 }
 
-/// Everything `compare` needs from one run directory.
+/// What a run was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A run directory the trainer wrote.
+    RunDir,
+    /// A modded-nanogpt text log.
+    TextLog,
+}
+
+/// Everything `compare` needs from one run.
 #[derive(Debug, Clone)]
 pub struct RunRecord {
+    /// The run directory, or the text log file.
     pub dir: PathBuf,
-    /// The directory name (the trainer's `--name`).
+    /// The directory name (the trainer's `--name`), or the text log's file stem.
     pub name: String,
     pub seed: Option<i64>,
     /// `[optim] name`, else `summary.optim`, else "?".
@@ -54,87 +71,69 @@ pub struct RunRecord {
     pub finished: bool,
     /// The step after which the train loss stopped being finite (the run ended there).
     pub diverged_at: Option<u64>,
+    pub source: Source,
+    pub scalars: Scalars,
+}
+
+impl RunRecord {
+    /// False for a run that has written nothing to compare yet (shown as "no data yet").
+    pub fn has_data(&self) -> bool {
+        !self.val.is_empty() || !self.train.is_empty() || self.summary.is_some()
+    }
+
+    /// Every scalar of a run by tag: `loss/train`, `loss/val`, `tokens`, `time/train_time_s`,
+    /// `time/step_ms`, then the log's other families as loaded (`lr/<group>`, `optim/<name>`, …).
+    pub fn all_scalars(&self) -> Scalars {
+        let run = self;
+        let mut out = run.scalars.clone();
+        let mut put = |tag: &str, pts: Vec<(u64, f64)>| {
+            if !pts.is_empty() {
+                out.insert(tag.to_string(), pts);
+            }
+        };
+        put(
+            "loss/train",
+            run.train.iter().map(|t| (t.step, t.loss)).collect(),
+        );
+        put(
+            "loss/val",
+            run.val.iter().map(|v| (v.step, v.val_loss)).collect(),
+        );
+        put(
+            "tokens",
+            run.train
+                .iter()
+                .filter_map(|t| Some((t.step, t.tokens? as f64)))
+                .collect(),
+        );
+        put(
+            "time/train_time_s",
+            run.train
+                .iter()
+                .map(|t| (t.step, t.train_time_ms / 1000.0))
+                .collect(),
+        );
+        put(
+            "time/step_ms",
+            run.train
+                .iter()
+                .filter(|t| t.step_ms.is_finite() && t.step_ms > 0.0)
+                .map(|t| (t.step, t.step_ms))
+                .collect(),
+        );
+        out
+    }
 }
 
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))
 }
 
-/// The `kind` of a log line, read before the full [`Record`] so that kinds this reader does not
-/// know (later additions to the log) can be skipped.
-#[derive(Deserialize)]
-struct KindOf {
-    #[serde(default)]
-    kind: serde_json::Value,
-}
-
-/// What `compare` takes from `log.jsonl`.
-#[derive(Debug, Default)]
-pub(crate) struct ParsedLog {
-    pub val: Vec<ValPoint>,
-    pub train: Vec<TrainPoint>,
-    pub diverged_at: Option<u64>,
-}
-
-/// Parse `log.jsonl`. A last line that is not JSON is the trainer mid-append and is skipped;
-/// any other bad line is an error naming the file and line.
-pub(crate) fn parse_log(path: &Path, text: &str) -> Result<ParsedLog> {
-    let lines: Vec<&str> = text.lines().collect();
-    let last_nonempty = lines.iter().rposition(|l| !l.trim().is_empty());
-    let mut log = ParsedLog::default();
-    let (val, train, diverged) = (&mut log.val, &mut log.train, &mut log.diverged_at);
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = || format!("{}:{}", path.display(), i + 1);
-        let kind = match serde_json::from_str::<KindOf>(line) {
-            Ok(k) => k.kind,
-            Err(e) if e.is_data() => serde_json::Value::Null,
-            Err(_) if Some(i) == last_nonempty => break,
-            Err(e) => bail!("{}: malformed JSON: {e}", at()),
-        };
-        let kind = match kind.as_str() {
-            Some(k @ ("train" | "val" | "target" | "diverged")) => k,
-            // Kinds added to the log later are skipped.
-            Some(_) => continue,
-            None => bail!("{}: record without a \"kind\" string", at()),
-        };
-        let record: Record =
-            serde_json::from_str(line).with_context(|| format!("{}: bad {kind} record", at()))?;
-        match record {
-            Record::Val {
-                step,
-                val_loss,
-                tokens,
-                train_time_ms,
-            } => val.push(ValPoint {
-                step: step as u64,
-                tokens,
-                train_time_ms,
-                val_loss,
-            }),
-            Record::Train {
-                step,
-                loss,
-                tokens,
-                step_ms,
-                train_time_ms,
-                ..
-            } => train.push(TrainPoint {
-                step: step as u64,
-                loss,
-                tokens,
-                step_ms,
-                train_time_ms,
-            }),
-            // "target" duplicates the val record it came from: the target is recomputed from
-            // the val records so that `--target` can move it. Diagnostics are not compared.
-            Record::Diverged { step, .. } => *diverged = Some(step as u64),
-            Record::Target { .. } | Record::Optim { .. } | Record::Epoch { .. } => {}
-        }
-    }
-    Ok(log)
+/// A log another process may be appending to: a read can end inside a multi-byte character,
+/// so invalid UTF-8 is replaced rather than refused (the cut line is skipped by the parser).
+pub(crate) fn read_log(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn toml_str(v: &toml::Value) -> String {
@@ -217,12 +216,33 @@ fn toml_f64(v: &toml::Value) -> Option<f64> {
     v.as_float().or_else(|| v.as_integer().map(|i| i as f64))
 }
 
-/// Read one run directory. Needs `log.jsonl` or `summary.json`; `config.toml` and `meta.json`
-/// are optional (a run that crashed before writing them still shows up), but a present file
-/// that does not parse is an error.
-pub fn load_run(dir: &Path) -> Result<RunRecord> {
-    if !dir.is_dir() {
-        bail!("{}: not a directory", dir.display());
+/// Read one run: a run directory, or a modded-nanogpt text log file.
+pub fn load_run(path: &Path) -> Result<RunRecord> {
+    if path.is_file() {
+        let text = read_log(path)?;
+        if !super::textlog::is_text_log(&text) {
+            bail!(
+                "{}: not a modded-nanogpt log (no `step:N/M val_loss:…` line)",
+                path.display()
+            );
+        }
+        return load_text_log(path, &text);
+    }
+    if !path.is_dir() {
+        bail!("{}: not a directory", path.display());
+    }
+    load_run_dir(path)
+}
+
+/// Read one run directory. `config.toml`, `meta.json`, `log.jsonl` and `summary.json` are each
+/// optional (a run that has just started, or crashed before writing one, still shows up), but
+/// the directory must hold one of them, and a present file that does not parse is an error.
+fn load_run_dir(dir: &Path) -> Result<RunRecord> {
+    if !super::is_run_dir(dir) {
+        bail!(
+            "{}: not a run directory (no log.jsonl, summary.json or config.toml)",
+            dir.display()
+        );
     }
     let config = read_config(dir)?;
     let meta = read_meta(dir)?;
@@ -232,15 +252,11 @@ pub fn load_run(dir: &Path) -> Result<RunRecord> {
         val,
         train,
         diverged_at: diverged,
+        scalars,
     } = if log_path.exists() {
-        parse_log(&log_path, &read(&log_path)?)?
-    } else if summary.is_some() {
-        ParsedLog::default()
+        parse_log(&log_path, &read_log(&log_path)?)?
     } else {
-        bail!(
-            "{}: not a run directory (no log.jsonl or summary.json)",
-            dir.display()
-        );
+        ParsedLog::default()
     };
     // A run is named by its directory (the trainer's `--name`); config.toml's `name` is the preset.
     let name = dir
@@ -284,5 +300,7 @@ pub fn load_run(dir: &Path) -> Result<RunRecord> {
         finished: s.is_some_and(|s| s.finished),
         diverged_at: diverged.or(s.and_then(|s| s.diverged_at.map(|d| d as u64))),
         summary,
+        source: Source::RunDir,
+        scalars,
     })
 }

@@ -13,23 +13,32 @@
 mod cells;
 mod comparison;
 mod discover;
-mod html;
+pub mod html;
+mod jsonl;
 mod load;
+mod palette;
 pub mod plot;
 mod row;
 pub mod seeds;
+mod series;
 pub mod stats;
 mod table;
+pub mod tensorboard;
+mod textlog;
+mod ticks;
+pub mod watch;
 
 #[cfg(test)]
 mod tests;
 
 pub use comparison::Comparison;
-pub use discover::{expand_run_dirs, is_run_dir};
-pub use load::{load_run, RunRecord, TrainPoint, ValPoint};
+pub use discover::{expand_run_dirs, is_run_dir, is_text_log_file};
+pub use load::{load_run, RunRecord, Scalars, Source, TrainPoint, ValPoint};
 pub use row::{common_target, run_rows, RunRow, UNTIMED_STEPS};
 pub use seeds::{GroupStats, PairTest};
+pub use series::{Entries, Entry, XAxis};
 pub use table::Format;
+pub use textlog::TEXT_LOG_OPTIM;
 
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -53,12 +62,12 @@ pub fn compare(dirs: &[PathBuf], opts: &CompareOpts) -> Result<String> {
     Ok(Comparison::new(&runs, opts.target).render(opts.format))
 }
 
-/// The end of `speedrun race`: print the comparison of `dirs` and draw their plot to `plot_path`
-/// (without a target line).
+/// The end of `speedrun race`: print the comparison of `dirs` and draw their plot to `plot_path`.
 pub fn race_report(dirs: &[PathBuf], plot_path: &Path) -> Result<()> {
     let runs = load_runs(dirs)?;
-    println!("{}", Comparison::new(&runs, None).render(Format::Markdown));
-    plot::plot_runs(&runs, None, plot_path)?;
+    let cmp = Comparison::new(&runs, None);
+    println!("{}", cmp.render(Format::Markdown));
+    cmp.plot(plot_path, &plot::PlotOpts::default())?;
     println!("plot: {}", plot_path.display());
     Ok(())
 }

@@ -30,13 +30,15 @@ pub struct RunRow {
     pub finished: bool,
     /// The step after which the run's loss stopped being finite.
     pub diverged_at: Option<u64>,
+    /// The run has written no record yet.
+    pub no_data: bool,
 }
 
 /// The first and last train records past the untimed warm-up, when time advanced between them.
 fn timed_span(train: &[TrainPoint]) -> Option<(&TrainPoint, &TrainPoint)> {
     let mut timed = train.iter().filter(|t| t.step > UNTIMED_STEPS);
     let a = timed.next()?;
-    let b = timed.last()?;
+    let b = timed.next_back()?;
     (b.step > a.step && b.train_time_ms > a.train_time_ms).then_some((a, b))
 }
 
@@ -55,8 +57,9 @@ fn throughput(run: &RunRecord) -> (Option<f64>, Option<f64>) {
         }
     };
     let tok_per_s = match span {
-        Some((a, b)) if b.tokens > a.tokens => {
-            Some((b.tokens - a.tokens) as f64 * 1000.0 / (b.train_time_ms - a.train_time_ms))
+        Some((a, b)) if b.tokens > a.tokens && a.tokens.is_some() => {
+            let dt = b.tokens.unwrap_or(0) - a.tokens.unwrap_or(0);
+            Some(dt as f64 * 1000.0 / (b.train_time_ms - a.train_time_ms))
         }
         _ => match (run.batch_tokens, step_avg_ms) {
             (Some(bt), Some(ms)) if ms > 0.0 => Some(bt as f64 * 1000.0 / ms),
@@ -95,7 +98,7 @@ impl RunRow {
             target,
             reached: hit.is_some(),
             target_step: hit.map(|v| v.step),
-            target_tokens: hit.map(|v| v.tokens),
+            target_tokens: hit.and_then(|v| v.tokens),
             target_train_time_ms: hit.map(|v| v.train_time_ms),
             final_step,
             final_val_loss: last_val
@@ -105,6 +108,7 @@ impl RunRow {
             tok_per_s,
             finished: run.finished,
             diverged_at: run.diverged_at,
+            no_data: !run.has_data(),
         }
     }
 }

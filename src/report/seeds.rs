@@ -9,6 +9,9 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct GroupStats {
     pub label: String,
+    /// Indices of the group's runs in the compared runs.
+    #[serde(skip)]
+    pub members: Vec<usize>,
     pub optim: String,
     pub runs: Vec<String>,
     pub seeds: Vec<Option<i64>>,
@@ -169,6 +172,7 @@ pub fn group_stats(runs: &[RunRecord], rows: &[RunRow]) -> Vec<GroupStats> {
             };
             GroupStats {
                 label,
+                members: idx.clone(),
                 optim: rows[idx[0]].optim.clone(),
                 runs: names.iter().map(|s| s.to_string()).collect(),
                 seeds: idx.iter().map(|&i| rows[i].seed).collect(),

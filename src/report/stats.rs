@@ -15,6 +15,24 @@ pub fn mean_std(xs: &[f64]) -> Option<(f64, Option<f64>)> {
     Some((mean, std))
 }
 
+/// Exponential moving average with weight `w` on the past, debiased as TensorBoard's scalar
+/// smoothing does (`s_i = m_i / (1 − wⁱ)` with `m_i = w·m_{i−1} + (1 − w)·y_i`, `m_0 = 0`), so
+/// the curve starts at the first value instead of rising from 0. Non-finite values pass through
+/// and leave the average as it was.
+pub fn ema_debiased(ys: &[f64], w: f64) -> Vec<f64> {
+    let (mut m, mut n) = (0.0, 0);
+    ys.iter()
+        .map(|&y| {
+            if !y.is_finite() {
+                return y;
+            }
+            m = w * m + (1.0 - w) * y;
+            n += 1;
+            m / (1.0 - w.powi(n))
+        })
+        .collect()
+}
+
 /// Margin of modded-nanogpt's Track-3 acceptance rule for a new record: `(target − mean_loss)·√n`
 /// over the record's seeds; a group passes when it is ≥ [`TRACK3_MARGIN`].
 pub fn track3_margin(target: f64, mean_loss: f64, n: usize) -> f64 {

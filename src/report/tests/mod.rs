@@ -5,15 +5,31 @@ use super::*;
 use crate::cli::compare as cli;
 use std::path::{Path, PathBuf};
 
+mod charts;
+mod page;
+mod records;
 mod render;
 mod stats;
+mod tensorboard;
+mod watch;
+
+use html::HtmlOpts;
 
 fn render(runs: &[RunRecord], opts: &CompareOpts) -> String {
     Comparison::new(runs, opts.target).render(opts.format)
 }
 
+fn html_opts() -> HtmlOpts {
+    HtmlOpts {
+        smooth: plot::DEFAULT_SMOOTH,
+        x: XAxis::Step,
+        log_y: false,
+        refresh: None,
+    }
+}
+
 fn render_html(runs: &[RunRecord], target: Option<f64>) -> anyhow::Result<String> {
-    Comparison::new(runs, target).html()
+    Comparison::new(runs, target).html(&html_opts())
 }
 
 fn fixtures() -> PathBuf {
@@ -24,18 +40,18 @@ pub(super) fn fixture(name: &str) -> RunRecord {
     load_run(&fixtures().join(name)).unwrap()
 }
 
+/// The fixture runs, in the order the tests load them.
+const FIXTURE_NAMES: [&str; 6] = [
+    "muon_s0",
+    "muon_s1",
+    "muon_s2",
+    "adamw_s0",
+    "adamw_s1",
+    "neon_live",
+];
+
 fn all_fixture_dirs() -> Vec<PathBuf> {
-    [
-        "muon_s0",
-        "muon_s1",
-        "muon_s2",
-        "adamw_s0",
-        "adamw_s1",
-        "neon_live",
-    ]
-    .iter()
-    .map(|n| fixtures().join(n))
-    .collect()
+    FIXTURE_NAMES.iter().map(|n| fixtures().join(n)).collect()
 }
 
 pub(super) fn all_fixtures() -> Vec<RunRecord> {
@@ -60,14 +76,7 @@ fn raw_log(name: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn table_numbers_match_the_jsonl() {
-    for name in [
-        "muon_s0",
-        "muon_s1",
-        "muon_s2",
-        "adamw_s0",
-        "adamw_s1",
-        "neon_live",
-    ] {
+    for name in FIXTURE_NAMES {
         let row = RunRow::from_run(&fixture(name), Some(3.28));
         let log = raw_log(name);
         let vals: Vec<&serde_json::Value> = log.iter().filter(|v| v["kind"] == "val").collect();
@@ -297,7 +306,9 @@ fn diverged_run_with_null_loss_is_kept_and_left_out_of_loss_stats() {
         json["runs"][0]["final_val_loss"].is_null(),
         "NaN is written as null"
     );
-    plot::plot_runs(&[r], Some(3.28), &dir.path().join("d.svg")).unwrap();
+    let cmp = Comparison::new(std::slice::from_ref(&r), Some(3.28));
+    cmp.plot(&dir.path().join("d.svg"), &Default::default())
+        .unwrap();
 }
 
 #[test]

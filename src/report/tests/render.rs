@@ -89,43 +89,6 @@ fn csv_json_markdown_parse_back() {
 }
 
 #[test]
-fn plots_are_written_as_svg_and_png() {
-    let runs = all_fixtures();
-    let dir = tempfile::tempdir().unwrap();
-    let svg = dir.path().join("p.svg");
-    plot::plot_runs(&runs, Some(3.28), &svg).unwrap();
-    let text = std::fs::read_to_string(&svg).unwrap();
-    assert!(text.starts_with("<svg") && text.contains("muon_s0") && text.contains("target 3.28"));
-    let png = dir.path().join("p.PNG");
-    plot::plot_runs(&runs, Some(3.28), &png).unwrap();
-    let bytes = std::fs::read(&png).unwrap();
-    assert!(
-        bytes.len() > 10_000 && bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "{}",
-        bytes.len()
-    );
-    let e = format!(
-        "{:#}",
-        plot::plot_runs(&runs, None, &dir.path().join("p.jpg")).unwrap_err()
-    );
-    assert!(e.contains("p.jpg: unsupported plot format"), "{e}");
-    let e = plot::plot_runs(&runs, None, &dir.path().join("no/such/p.png")).unwrap_err();
-    assert!(format!("{e:#}").contains("does not exist"), "{e:#}");
-}
-
-#[test]
-fn html_is_self_contained() {
-    let page = render_html(&all_fixtures(), None).unwrap();
-    assert!(
-        page.starts_with("<!DOCTYPE html>") && page.contains("<svg") && page.contains("<table>")
-    );
-    assert!(page.contains("<td>not reached</td>") && page.contains("Welch"));
-    for external in ["<script", "<link", "src=", "<img"] {
-        assert!(!page.contains(external), "external asset: {external}");
-    }
-}
-
-#[test]
 fn cli_expands_globs_and_directories_of_runs() {
     let root = fixtures();
     let glob = format!("{}/muon_*", root.display());
@@ -153,41 +116,41 @@ fn cli_expands_globs_and_directories_of_runs() {
         "{:#}",
         expand_run_dirs(&[format!("{}/zz*", root.display())]).unwrap_err()
     );
-    assert!(e.contains("matched no directory"), "{e}");
+    assert!(e.contains("matched no run directory or log"), "{e}");
     let md = compare(&all_fixture_dirs(), &CompareOpts::default()).unwrap();
     assert!(md.starts_with("Target val loss: 3.28"), "{md}");
 }
 #[test]
 fn cli_run_writes_plot_and_html() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct W {
+        #[command(flatten)]
+        a: cli::CompareArgs,
+    }
     let dir = tempfile::tempdir().unwrap();
     let (png, html) = (dir.path().join("out.png"), dir.path().join("r.html"));
-    cli::run(cli::CompareArgs {
-        runs: vec![format!("{}/*_s*", fixtures().display())],
-        target: Some(3.4),
-        format: Format::Json,
-        plot: Some(png.clone()),
-        html: Some(html.clone()),
-    })
+    let glob = format!("{}/*_s*", fixtures().display());
+    let w = W::try_parse_from([
+        "speedrun",
+        &glob,
+        "--target",
+        "3.4",
+        "--format",
+        "json",
+        "--plot",
+        png.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+        "--x",
+        "tokens",
+    ])
     .unwrap();
+    cli::run(w.a).unwrap();
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
     let page = std::fs::read_to_string(&html).unwrap();
-    assert!(page.contains("Target val loss: 3.4") && page.contains("target 3.4"));
+    assert!(page.contains("Target val loss: 3.4") && page.contains("\"x\":\"tokens\""));
     assert!(!page.contains("neon_live"), "glob *_s* excludes neon_live");
-}
-
-#[test]
-fn clip_top_cuts_lines_at_the_crossing() {
-    // (0, 10) → (50, 4) crosses y = 5 at x = 50·5/6; the point above is dropped.
-    let pieces = plot::clip_top(&[(0.0, 10.0), (50.0, 4.0), (100.0, 3.5)], 5.0);
-    assert_eq!(pieces.len(), 1);
-    assert!((pieces[0][0].0 - 250.0 / 6.0).abs() < 1e-12 && pieces[0][0].1 == 5.0);
-    assert_eq!(&pieces[0][1..], &[(50.0, 4.0), (100.0, 3.5)]);
-    // A spike above the edge splits the line in two.
-    let p = plot::clip_top(&[(0.0, 1.0), (1.0, 3.0), (2.0, 1.0)], 2.0);
-    assert_eq!(
-        p,
-        vec![vec![(0.0, 1.0), (0.5, 2.0)], vec![(1.5, 2.0), (2.0, 1.0)]]
-    );
 }
 
 #[test]
@@ -208,9 +171,33 @@ fn compare_args_parse_from_the_command_line() {
     assert_eq!(w.a.format, Format::Csv);
     assert_eq!(w.a.plot.as_deref(), Some(Path::new("p.png")));
     assert_eq!(w.a.html.as_deref(), Some(Path::new("x.html")));
+    assert_eq!(
+        (w.a.x, w.a.log_y, w.a.smooth, w.a.watch),
+        (XAxis::Step, false, 0.9, None)
+    );
+    let w = W::try_parse_from([
+        "speedrun", "r", "--x", "time", "--log-y", "--smooth", "0", "--watch",
+    ])
+    .unwrap();
+    assert_eq!(
+        (w.a.x, w.a.log_y, w.a.smooth, w.a.watch),
+        (XAxis::Time, true, 0.0, Some(10))
+    );
+    let w = W::try_parse_from(["speedrun", "r", "--watch", "3"]).unwrap();
+    assert_eq!(w.a.watch, Some(3));
     assert!(
         W::try_parse_from(["speedrun"]).is_err(),
         "a run dir is required"
     );
-    assert!(W::try_parse_from(["speedrun", "r", "--format", "xml"]).is_err());
+    for bad in [
+        &["--format", "xml"][..],
+        &["--x", "epochs"],
+        &["--smooth", "1"],
+        &["--smooth", "-0.1"],
+        &["--watch", "0"],
+    ] {
+        let mut args = vec!["speedrun", "r"];
+        args.extend_from_slice(bad);
+        assert!(W::try_parse_from(&args).is_err(), "{bad:?}");
+    }
 }

@@ -1,0 +1,114 @@
+//! Reading a run's `log.jsonl` (docs/run-format.md) with the trainer's own [`Record`] type, also
+//! while the trainer is appending to it.
+use super::load::{Scalars, TrainPoint, ValPoint};
+use crate::train::log::Record;
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::Path;
+
+/// The `kind` of a log line, read before the full [`Record`] so that kinds this reader does not
+/// know (later additions to the log) can be skipped.
+#[derive(Deserialize)]
+struct KindOf {
+    #[serde(default)]
+    kind: serde_json::Value,
+}
+
+/// What `compare` takes from `log.jsonl`.
+#[derive(Debug, Default)]
+pub(crate) struct ParsedLog {
+    pub val: Vec<ValPoint>,
+    pub train: Vec<TrainPoint>,
+    pub diverged_at: Option<u64>,
+    /// Every other scalar of the log, by tag (see [`Scalars`]).
+    pub scalars: Scalars,
+}
+
+impl ParsedLog {
+    fn push(&mut self, tag: String, step: usize, value: f64) {
+        self.scalars
+            .entry(tag)
+            .or_default()
+            .push((step as u64, value));
+    }
+
+    /// File one record. Each scalar family is one arm: a new record kind with numbers in it
+    /// becomes a new family here (and so in the TensorBoard export and the HTML page).
+    fn add(&mut self, record: Record) {
+        match record {
+            Record::Val {
+                step,
+                val_loss,
+                tokens,
+                train_time_ms,
+            } => self.val.push(ValPoint {
+                step: step as u64,
+                tokens: Some(tokens),
+                train_time_ms,
+                val_loss,
+            }),
+            Record::Train {
+                step,
+                loss,
+                lrs,
+                tokens,
+                step_ms,
+                train_time_ms,
+                comm_ms,
+            } => {
+                for (group, lr) in lrs {
+                    self.push(format!("lr/{group}"), step, lr);
+                }
+                if let Some(ms) = comm_ms {
+                    self.push("time/comm_ms".to_string(), step, ms);
+                }
+                self.train.push(TrainPoint {
+                    step: step as u64,
+                    loss,
+                    tokens: Some(tokens),
+                    step_ms,
+                    train_time_ms,
+                });
+            }
+            Record::Optim { step, values } => {
+                for (name, v) in values {
+                    self.push(format!("optim/{name}"), step, v);
+                }
+            }
+            Record::Diverged { step, .. } => self.diverged_at = Some(step as u64),
+            // "target" duplicates the val record it came from: the target is recomputed from
+            // the val records so that `--target` can move it.
+            Record::Target { .. } | Record::Epoch { .. } => {}
+        }
+    }
+}
+
+/// Parse `log.jsonl`. A last line that is not JSON is the trainer mid-append and is skipped;
+/// any other bad line is an error naming the file and line.
+pub(crate) fn parse_log(path: &Path, text: &str) -> Result<ParsedLog> {
+    let lines: Vec<&str> = text.lines().collect();
+    let last_nonempty = lines.iter().rposition(|l| !l.trim().is_empty());
+    let mut log = ParsedLog::default();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), i + 1);
+        let kind = match serde_json::from_str::<KindOf>(line) {
+            Ok(k) => k.kind,
+            Err(e) if e.is_data() => serde_json::Value::Null,
+            Err(_) if Some(i) == last_nonempty => break,
+            Err(e) => bail!("{}: malformed JSON: {e}", at()),
+        };
+        let kind = match kind.as_str() {
+            Some(k @ ("train" | "val" | "target" | "diverged" | "optim" | "epoch")) => k,
+            // Kinds added to the log later are skipped.
+            Some(_) => continue,
+            None => bail!("{}: record without a \"kind\" string", at()),
+        };
+        let record: Record =
+            serde_json::from_str(line).with_context(|| format!("{}: bad {kind} record", at()))?;
+        log.add(record);
+    }
+    Ok(log)
+}

@@ -1,0 +1,206 @@
+//! The curves the charts draw, computed once from a comparison: for every run its val loss, raw
+//! train loss and smoothed train loss, and for every seed group with n ≥ 2 the same curves as the
+//! mean over its seeds with a ± one standard deviation band. Each point keeps its step, tokens
+//! and train time, so one set of curves serves every x axis (`--x`, the HTML page's switch).
+use super::comparison::Comparison;
+use super::load::RunRecord;
+use super::palette::{self, Rgb};
+use super::stats::{ema_debiased, mean_std};
+use std::collections::BTreeMap;
+
+/// The x axis of a chart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XAxis {
+    #[default]
+    Step,
+    Tokens,
+    /// The record-4 train clock.
+    Time,
+}
+
+impl XAxis {
+    pub const ALL: [XAxis; 3] = [XAxis::Step, XAxis::Tokens, XAxis::Time];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            XAxis::Step => "step",
+            XAxis::Tokens => "tokens",
+            XAxis::Time => "time",
+        }
+    }
+
+    /// The point's x in raw units (steps, tokens, milliseconds); `None` when the run does not
+    /// say (tokens of a text log without a batch size).
+    pub fn x(self, p: &Pt) -> Option<f64> {
+        match self {
+            XAxis::Step => Some(p.step as f64),
+            XAxis::Tokens => p.tokens,
+            XAxis::Time => Some(p.time_ms),
+        }
+    }
+}
+
+/// One point of a curve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pt {
+    pub step: u64,
+    pub tokens: Option<f64>,
+    pub time_ms: f64,
+    pub y: f64,
+    /// (mean − sd, mean + sd) of a seed group's point.
+    pub band: Option<(f64, f64)>,
+}
+
+pub type Curve = Vec<Pt>;
+
+/// What a chart draws for one run or one seed group.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub label: String,
+    pub optim: String,
+    pub color: Rgb,
+    /// Indices into the comparison's runs: the run itself, or the group's seeds.
+    pub runs: Vec<usize>,
+    pub val: Curve,
+    pub train: Curve,
+    /// The train loss smoothed by [`ema_debiased`].
+    pub train_ema: Curve,
+}
+
+/// Every run, and the seed groups with n ≥ 2.
+#[derive(Debug, Clone)]
+pub struct Entries {
+    pub runs: Vec<Entry>,
+    pub groups: Vec<Entry>,
+    /// The EMA weight of `train_ema`.
+    pub smooth: f64,
+}
+
+impl Entries {
+    /// What a static plot draws: each group with n ≥ 2 as mean ± sd, every other run alone.
+    pub fn grouped(&self) -> Vec<&Entry> {
+        let in_group = |i: usize| self.groups.iter().any(|g| g.runs.contains(&i));
+        self.groups
+            .iter()
+            .chain(self.runs.iter().filter(|r| !in_group(r.runs[0])))
+            .collect()
+    }
+}
+
+fn val_curve(run: &RunRecord) -> Curve {
+    run.val
+        .iter()
+        .filter(|v| v.val_loss.is_finite())
+        .map(|v| Pt {
+            step: v.step,
+            tokens: v.tokens.map(|t| t as f64),
+            time_ms: v.train_time_ms,
+            y: v.val_loss,
+            band: None,
+        })
+        .collect()
+}
+
+/// (raw, smoothed) train loss of a run, non-finite losses left out.
+fn train_curves(run: &RunRecord, smooth: f64) -> (Curve, Curve) {
+    let raw: Curve = run
+        .train
+        .iter()
+        .filter(|t| t.loss.is_finite())
+        .map(|t| Pt {
+            step: t.step,
+            tokens: t.tokens.map(|t| t as f64),
+            time_ms: t.train_time_ms,
+            y: t.loss,
+            band: None,
+        })
+        .collect();
+    let ys: Vec<f64> = raw.iter().map(|p| p.y).collect();
+    let ema = raw
+        .iter()
+        .zip(ema_debiased(&ys, smooth))
+        .map(|(p, y)| Pt { y, ..p.clone() })
+        .collect();
+    (raw, ema)
+}
+
+/// The mean over the members at the steps every member has, with ± sd as the band. Tokens and
+/// train time are averaged too (seeds of one config share steps and tokens; their clocks differ).
+pub fn mean_curve(members: &[&Curve]) -> Curve {
+    let mut at: BTreeMap<u64, Vec<&Pt>> = BTreeMap::new();
+    for c in members {
+        for p in c.iter() {
+            at.entry(p.step).or_default().push(p);
+        }
+    }
+    at.into_iter()
+        .filter(|(_, ps)| ps.len() == members.len())
+        .map(|(step, ps)| {
+            let ys: Vec<f64> = ps.iter().map(|p| p.y).collect();
+            let (mean, sd) = mean_std(&ys).unwrap_or((f64::NAN, None));
+            let n = ps.len() as f64;
+            let tokens: Option<f64> = ps.iter().map(|p| p.tokens).sum();
+            Pt {
+                step,
+                tokens: tokens.map(|t| t / n),
+                time_ms: ps.iter().map(|p| p.time_ms).sum::<f64>() / n,
+                y: mean,
+                band: sd.map(|s| (mean - s, mean + s)),
+            }
+        })
+        .collect()
+}
+
+impl Comparison<'_> {
+    /// The curves of every run and of every seed group with n ≥ 2, coloured by
+    /// [`palette::colors`], the train loss smoothed with EMA weight `smooth`.
+    pub fn entries(&self, smooth: f64) -> Entries {
+        let colors = palette::colors(self);
+        let runs: Vec<Entry> = self
+            .runs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let (train, train_ema) = train_curves(r, smooth);
+                Entry {
+                    label: r.name.clone(),
+                    optim: r.optim.clone(),
+                    color: colors.runs[i],
+                    runs: vec![i],
+                    val: val_curve(r),
+                    train,
+                    train_ema,
+                }
+            })
+            .collect();
+        let groups = self
+            .groups
+            .iter()
+            .zip(&colors.groups)
+            .filter(|(g, _)| g.members.len() >= 2)
+            .map(|(g, &color)| {
+                let of = |f: fn(&Entry) -> &Curve| {
+                    let cs: Vec<&Curve> = g.members.iter().map(|&i| f(&runs[i])).collect();
+                    mean_curve(&cs)
+                };
+                Entry {
+                    label: format!("{} (n={}, mean ± sd)", g.label, g.members.len()),
+                    optim: g.optim.clone(),
+                    color,
+                    runs: g.members.clone(),
+                    val: of(|e| &e.val),
+                    train: of(|e| &e.train)
+                        .into_iter()
+                        .map(|p| Pt { band: None, ..p })
+                        .collect(),
+                    train_ema: of(|e| &e.train_ema),
+                }
+            })
+            .collect();
+        Entries {
+            runs,
+            groups,
+            smooth,
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The HTML page: self-contained, its embedded data equal to the logs, the vendored chart library
+//! unchanged. (The page's behaviour in a browser: tests/browser/check-report.mjs.)
+use super::*;
+use sha2::{Digest, Sha256};
+
+/// The JSON the page's script reads.
+fn page_data(page: &str) -> serde_json::Value {
+    let start = page.find("id=\"report-data\">").unwrap() + "id=\"report-data\">".len();
+    let end = start + page[start..].find("</script>").unwrap();
+    serde_json::from_str(&page[start..end]).unwrap()
+}
+
+#[test]
+fn page_is_self_contained() {
+    let page = render_html(&all_fixtures(), None).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(page.contains("<td>not reached</td>") && page.contains("Welch"));
+    assert!(page.contains("<table class=\"sortable\" id=\"runs\">"));
+    // Scripts and styles are inline: nothing to load from elsewhere.
+    for external in [
+        "<script src",
+        "<link",
+        "src=\"http",
+        "href=\"http",
+        "url(http",
+        "@import",
+    ] {
+        assert!(!page.contains(external), "external asset: {external}");
+    }
+    assert!(page.contains("uPlot") && page.contains("window.speedrunReport"));
+    // The data block is JSON and cannot close its script element early.
+    let data = page_data(&page);
+    assert_eq!(data["runs"].as_array().unwrap().len(), 6);
+    let start = page.find("id=\"report-data\">").unwrap();
+    let block = &page[start..start + page[start..].find("</script>").unwrap()];
+    assert!(!block[1..].contains("</"), "an unescaped </ in the data");
+}
+
+#[test]
+fn page_data_is_the_logs() {
+    let runs = all_fixtures();
+    let page = render_html(&runs, Some(3.3)).unwrap();
+    let data = page_data(&page);
+    assert_eq!(data["target"], 3.3);
+    for (j, name) in data["runs"].as_array().unwrap().iter().zip(FIXTURE_NAMES) {
+        assert_eq!(j["label"], name);
+        let log = raw_log(name);
+        let vals: Vec<&serde_json::Value> = log.iter().filter(|v| v["kind"] == "val").collect();
+        let trains: Vec<&serde_json::Value> = log.iter().filter(|v| v["kind"] == "train").collect();
+        let col =
+            |c: &str, k: &str| -> Vec<serde_json::Value> { j[c][k].as_array().unwrap().clone() };
+        assert_eq!(
+            col("val", "s"),
+            vals.iter().map(|v| v["step"].clone()).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            col("val", "y"),
+            vals.iter()
+                .map(|v| v["val_loss"].clone())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            col("val", "t"),
+            vals.iter().map(|v| v["tokens"].clone()).collect::<Vec<_>>(),
+            "{name}"
+        );
+        assert_eq!(
+            col("train", "y"),
+            trains.iter().map(|v| v["loss"].clone()).collect::<Vec<_>>()
+        );
+        // Learning rates are "other scalars", by run.
+        let lrs = &data["scalars"]["lr/head"];
+        assert_eq!(lrs.as_array().unwrap().len(), 6, "one slot per run: {lrs}");
+    }
+    let groups = data["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0]["runs"], serde_json::json!([0, 1, 2]));
+    assert!(groups[0]["val"]["lo"].is_array() && groups[0]["val"]["hi"].is_array());
+    assert_eq!(data["x"], "step");
+    let opts = HtmlOpts {
+        x: XAxis::Time,
+        log_y: true,
+        refresh: Some(5),
+        ..html_opts()
+    };
+    let page = Comparison::new(&runs, None).html(&opts).unwrap();
+    let d = page_data(&page);
+    assert_eq!(
+        (d["x"].as_str(), d["logY"].as_bool(), d["refresh"].as_u64()),
+        (Some("time"), Some(true), Some(5))
+    );
+    assert!(page.contains("live: reloads every 5 s"));
+}
+
+#[test]
+fn vendored_uplot_is_unchanged() {
+    // assets/uplot/SHA256SUMS records the files as copied from the npm package (assets/README.md).
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/uplot");
+    let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+    assert_eq!(sums.lines().count(), 3);
+    for line in sums.lines() {
+        let (hash, file) = line.split_once("  ").unwrap();
+        let got = Sha256::digest(std::fs::read(dir.join(file)).unwrap());
+        let got: String = got.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(got, hash, "{file}");
+    }
+    let js = std::fs::read_to_string(dir.join("uPlot.iife.min.js")).unwrap();
+    assert!(js.starts_with("/*! https://github.com/leeoniya/uPlot (v1.6.32) */"));
+}
