@@ -7,7 +7,7 @@ use anyhow::Result;
 use candle_core::{Tensor, Var};
 
 use super::config::AdamWConfig;
-use super::{apply_update, grad_of, Grads, Group, Optimizer, Slot, Visitor, EMBEDDING};
+use super::{apply_update, grad_of, Grads, Group, Keeper, Optimizer, Slot, Visitor, EMBEDDING};
 
 /// AdamW over a set of named fp32 parameters; moments are fp32 like the parameters.
 pub struct AdamW {
@@ -17,6 +17,7 @@ pub struct AdamW {
     v: BTreeMap<String, Tensor>,
     /// Completed steps t (bias correction uses t + 1 on the next step).
     t: u64,
+    keeper: Keeper,
 }
 
 impl AdamW {
@@ -33,6 +34,7 @@ impl AdamW {
             m,
             v,
             t: 0,
+            keeper: Keeper::default(),
         })
     }
 
@@ -66,12 +68,18 @@ impl Optimizer for AdamW {
             // m̂/(√v̂ + eps) with m̂ = m/bc1, v̂ = v/bc2, written as the same expression.
             let denom = ((&v / bc2)?.sqrt()? + self.cfg.eps)?;
             let upd = ((&m / bc1)? / denom)?;
-            apply_update(var, lr, self.decay_of(name), (upd * lr)?)?;
+            let delta = (upd * lr)?;
+            self.keeper.update(name, &delta);
+            apply_update(var, lr, self.decay_of(name), delta)?;
             self.m.insert(name.clone(), m);
             self.v.insert(name.clone(), v);
         }
         self.t = t;
         Ok(())
+    }
+
+    fn keeper(&mut self) -> Option<&mut Keeper> {
+        Some(&mut self.keeper)
     }
 
     /// `step`, then `m.NAME` and `v.NAME` per parameter.

@@ -12,6 +12,7 @@ use super::newton_schulz::newton_schulz;
 use super::*;
 
 mod neon;
+mod spectral;
 mod state;
 
 use state::{toy_grads, toy_params};
