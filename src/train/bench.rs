@@ -1,13 +1,19 @@
 //! Timing of [`Trainer::step`] itself, on synthetic shards of random tokens in a temporary
-//! directory, so that `speedrun bench model` measures exactly what training runs.
+//! directory, so that `speedrun bench model` measures exactly what training runs; and of one
+//! diagnostics pass (`speedrun bench diag`).
+
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 
 use super::config::Config;
+use super::diagnostics::Pass;
 use super::trainer::{Resume, RunOptions, Trainer};
 use crate::device::Exec;
 use crate::model::GptConfig;
+use crate::optim::spectral::SvMethod;
+use crate::optim::{self, Method, OptimConfig};
 
 /// Median step time of a preset.
 #[derive(Debug, Clone, Copy)]
@@ -77,4 +83,61 @@ fn random_shard(path: &std::path::Path, n: usize, vocab: usize, seed: u64) -> Re
 pub fn flops_per_token(c: &GptConfig) -> f64 {
     let n = c.num_params() as f64;
     6.0 * n + 6.0 * (c.n_layer * c.seq_len * c.n_embd) as f64
+}
+
+/// Median milliseconds of one diagnostics pass: before the optimizer step (gradient spectra) and
+/// after it (update spectra and the optimizer's values).
+#[derive(Debug, Clone, Copy)]
+pub struct DiagBench {
+    pub before_ms: f64,
+    pub after_ms: f64,
+    pub total_ms: f64,
+}
+
+/// Time `iters` diagnostics passes of `method` (default hyperparameters) over random weights and
+/// gradients of the given shapes, singular values by `sv`, after one untimed pass; the optimizer
+/// steps between the two halves are not timed.
+pub fn bench_diagnostics(
+    method: Method,
+    exec: &Exec,
+    shapes: &[(usize, usize)],
+    iters: usize,
+    sv: SvMethod,
+) -> Result<DiagBench> {
+    if iters == 0 {
+        bail!("--iters must be at least 1");
+    }
+    let device = &exec.device;
+    let (params, grads) = optim::bench::bench_params(device, shapes)?;
+    let cfg = OptimConfig {
+        name: method,
+        ..OptimConfig::default()
+    };
+    let mut set = optim::build(&cfg, &params, exec.ns_dtype)?;
+    let (mut before, mut after, mut total) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..=iters {
+        let t0 = Instant::now();
+        let pass = Pass::before(i + 1, &grads, &mut set, device, sv)?
+            .context("the bench shapes have no hidden matrix")?;
+        let b = t0.elapsed().as_secs_f64() * 1e3;
+        set.step(&grads, 1.0)?;
+        device.synchronize()?;
+        let t1 = Instant::now();
+        pass.after(&mut set, device)?;
+        let a = t1.elapsed().as_secs_f64() * 1e3;
+        if i > 0 {
+            before.push(b);
+            after.push(a);
+            total.push(a + b);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|x, y| x.total_cmp(y));
+        v[v.len() / 2]
+    };
+    Ok(DiagBench {
+        before_ms: median(before),
+        after_ms: median(after),
+        total_ms: median(total),
+    })
 }
