@@ -129,8 +129,8 @@ fn bench_diag(a: DiagBenchArgs) -> Result<()> {
         crate::device::describe(&exec.device)
     );
     println!(
-        "{:<12} {:>5} {:>12} {:>12} {:>12}",
-        "method", "sv", "before ms", "after ms", "total ms"
+        "{:<12} {:>5} {:>12} {:>12} {:>12} {:>12}",
+        "method", "sv", "before ms", "after ms", "total ms", "cpu ms"
     );
     for m in &a.methods {
         for sv in &a.sv {
@@ -140,12 +140,13 @@ fn bench_diag(a: DiagBenchArgs) -> Result<()> {
             };
             let r = train::bench::bench_diagnostics(*m, &exec, &shapes, a.iters, method)?;
             println!(
-                "{:<12} {:>5} {:>12.1} {:>12.1} {:>12.1}",
+                "{:<12} {:>5} {:>12.1} {:>12.1} {:>12.1} {:>12.1}",
                 m.name(),
                 name,
                 r.before_ms,
                 r.after_ms,
-                r.total_ms
+                r.total_ms,
+                r.cpu_ms.unwrap_or(f64::NAN)
             );
         }
     }

@@ -30,6 +30,9 @@ pub struct NsOutput {
     pub scaled: Tensor,
     /// s, to divide the singular values by ("before the shape scale").
     pub scale: f64,
+    /// The lr of the step: the update is exactly lr·s·O, so where lr > 0 O's spectrum is the
+    /// update's divided by lr·s and need not be computed again.
+    pub lr: f64,
     /// The packed q/k/v thirds were orthogonalised one by one (record-4 scale), so each third
     /// has its own spectrum; otherwise the whole matrix was.
     pub split_qkv: bool,

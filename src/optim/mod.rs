@@ -38,11 +38,11 @@ mod tests;
 pub mod topk;
 
 pub use adamw::AdamW;
-pub use kept::{Kept, Keeper};
 pub use config::{
     AdamWConfig, MuonConfig, NeonConfig, NeonFStarConfig, NeonForm, NewtonMuonConfig, OptimConfig,
     Scale,
 };
+pub use kept::{Keeper, Kept};
 pub use muon::Muon;
 pub use neon::{Neon, NeonFStar};
 pub use newton_muon::NewtonMuon;

@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Tensor, Var};
 
 use super::config::{MuonConfig, Scale};
-use super::newton_schulz::newton_schulz;
 use super::kept::NsOutput;
+use super::newton_schulz::newton_schulz;
 use super::{apply_update, grad_of, Grads, Group, Keeper, Optimizer, Slot, Visitor};
 
 /// SGD momentum buffers shared by Muon, Newton-Muon and Neon: B ← μB + G, and the update
@@ -71,8 +71,9 @@ fn splits_qkv(scale: Scale, name: &str, dims: &[usize]) -> bool {
     scale == Scale::Record4 && is_packed_qkv(name, dims)
 }
 
-/// The scaled Newton–Schulz output `o` of `name` with the scale it carries, for the diagnostics.
-fn ns_output(name: &str, o: &Tensor, scale: Scale) -> Result<NsOutput> {
+/// The scaled Newton–Schulz output `o` of `name` with the scale it carries and the step's `lr`,
+/// for the diagnostics.
+fn ns_output(name: &str, o: &Tensor, scale: Scale, lr: f64) -> Result<NsOutput> {
     let (r, c) = o.dims2()?;
     let split_qkv = splits_qkv(scale, name, o.dims());
     Ok(NsOutput {
@@ -83,6 +84,7 @@ fn ns_output(name: &str, o: &Tensor, scale: Scale) -> Result<NsOutput> {
             scale.factor(r, c)
         },
         split_qkv,
+        lr,
     })
 }
 
@@ -222,7 +224,7 @@ impl Optimizer for Muon {
             let delta = (&o * lr)?;
             if let Some(k) = self.keeper.entry(name) {
                 k.update = Some(delta.clone());
-                k.ns = Some(ns_output(name, &o, self.cfg.scale)?);
+                k.ns = Some(ns_output(name, &o, self.cfg.scale, lr)?);
             }
             apply_update(var, lr, self.cfg.weight_decay, delta)?;
         }

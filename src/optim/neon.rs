@@ -150,7 +150,11 @@ impl Optimizer for Neon {
                 NeonForm::Sigma => top.s[0],
             };
             let upd = top.u.matmul(&top.v.t()?)?;
-            Ok(((upd * (lr * coef))?, top.block, [top.iters as f32, 0.0, 0.0]))
+            Ok((
+                (upd * (lr * coef))?,
+                top.block,
+                [top.iters as f32, 0.0, 0.0],
+            ))
         })?;
         self.last_iters = stats.iter().map(|(_, s)| s[0] as usize).sum();
         Ok(())

@@ -9,10 +9,10 @@ use candle_core::{DType, Shape, Tensor, Var};
 use rayon::prelude::*;
 
 use super::config::{MuonConfig, NewtonMuonConfig};
-use super::linalg::cholesky_inverse;
-use super::spectral::symmetric_eigenvalues;
-use super::muon::Muon;
 use super::kept::Precond;
+use super::linalg::cholesky_inverse;
+use super::muon::Muon;
+use super::spectral::symmetric_eigenvalues;
 use super::{grad_of, load_group, Grads, Group, Keeper, Optimizer, Slot, Visitor};
 
 /// One input statistic: S (EMA of XᵀX/N), its damped inverse K⁻¹, and this step's accumulator.

@@ -86,12 +86,26 @@ pub fn flops_per_token(c: &GptConfig) -> f64 {
 }
 
 /// Median milliseconds of one diagnostics pass: before the optimizer step (gradient spectra) and
-/// after it (update spectra and the optimizer's values).
+/// after it (update spectra and the optimizer's values); and the process CPU time of the pass,
+/// all threads together (Linux; None elsewhere), which a machine shared with other jobs changes
+/// less than the wall time.
 #[derive(Debug, Clone, Copy)]
 pub struct DiagBench {
     pub before_ms: f64,
     pub after_ms: f64,
     pub total_ms: f64,
+    pub cpu_ms: Option<f64>,
+}
+
+/// User + system CPU seconds of this process so far, from /proc/self/stat (clock ticks of
+/// 1/100 s, Linux's USER_HZ); None where there is no such file.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name in parentheses: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 /// Time `iters` diagnostics passes of `method` (default hyperparameters) over random weights and
@@ -114,30 +128,34 @@ pub fn bench_diagnostics(
         ..OptimConfig::default()
     };
     let mut set = optim::build(&cfg, &params, exec.ns_dtype)?;
-    let (mut before, mut after, mut total) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut before, mut after, mut total, mut cpu) = (vec![], vec![], vec![], vec![]);
     for i in 0..=iters {
-        let t0 = Instant::now();
+        let (t0, c0) = (Instant::now(), cpu_seconds());
         let pass = Pass::before(i + 1, &grads, &mut set, device, sv)?
             .context("the bench shapes have no hidden matrix")?;
-        let b = t0.elapsed().as_secs_f64() * 1e3;
+        let (b, c1) = (t0.elapsed().as_secs_f64() * 1e3, cpu_seconds());
         set.step(&grads, 1.0)?;
         device.synchronize()?;
-        let t1 = Instant::now();
+        let (t1, c2) = (Instant::now(), cpu_seconds());
         pass.after(&mut set, device)?;
-        let a = t1.elapsed().as_secs_f64() * 1e3;
+        let (a, c3) = (t1.elapsed().as_secs_f64() * 1e3, cpu_seconds());
         if i > 0 {
             before.push(b);
             after.push(a);
             total.push(a + b);
+            if let (Some(c0), Some(c1), Some(c2), Some(c3)) = (c0, c1, c2, c3) {
+                cpu.push((c1 - c0 + c3 - c2) * 1e3);
+            }
         }
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(|x, y| x.total_cmp(y));
-        v[v.len() / 2]
+        v.get(v.len() / 2).copied()
     };
     Ok(DiagBench {
-        before_ms: median(before),
-        after_ms: median(after),
-        total_ms: median(total),
+        before_ms: median(before).unwrap_or(f64::NAN),
+        after_ms: median(after).unwrap_or(f64::NAN),
+        total_ms: median(total).unwrap_or(f64::NAN),
+        cpu_ms: median(cpu),
     })
 }

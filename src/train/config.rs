@@ -112,24 +112,24 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// `train.diagnostics_every`: a whole number ≥ 0, with an error that names the field for a
-/// negative, fractional or non-numeric value.
+/// `train.diagnostics_every`: a whole number ≥ 0. A negative, fractional or non-numeric value is
+/// an error that names the field and says what is wanted.
 fn steps_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<usize, D::Error> {
+    use serde::de::{Error, Unexpected};
     struct Steps;
-    const WANT: &str = "train.diagnostics_every must be a whole number of steps >= 0 (0 = off)";
     impl serde::de::Visitor<'_> for Steps {
         type Value = usize;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str(WANT)
+            f.write_str("train.diagnostics_every as a whole number of steps >= 0 (0 = off)")
         }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<usize, E> {
-            usize::try_from(v).map_err(|_| E::custom(format!("{WANT}, got {v}")))
+        fn visit_u64<E: Error>(self, v: u64) -> std::result::Result<usize, E> {
+            usize::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
         }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<usize, E> {
-            usize::try_from(v).map_err(|_| E::custom(format!("{WANT}, got {v}")))
+        fn visit_i64<E: Error>(self, v: i64) -> std::result::Result<usize, E> {
+            usize::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
         }
-        fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<usize, E> {
-            Err(E::custom(format!("{WANT}, got {v}")))
+        fn visit_f64<E: Error>(self, v: f64) -> std::result::Result<usize, E> {
+            Err(E::invalid_type(Unexpected::Float(v), &self))
         }
     }
     d.deserialize_any(Steps)

@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use super::log::{Diag, LayerDiag};
-use crate::optim::kept::{NsOutput, Precond};
+use crate::optim::kept::Precond;
 use crate::optim::muon::is_packed_qkv;
 use crate::optim::newton_muon::conditioning;
 use crate::optim::spectral::{singular_values, Norms, SvMethod};
@@ -130,8 +130,8 @@ impl Pass {
         device.synchronize()?;
         let t0 = Instant::now();
         let kept = opt.take_kept();
-        self.fill_updates(&kept)?;
-        self.fill_ns(&kept)?;
+        let updates = self.fill_updates(&kept)?;
+        self.fill_ns(&kept, &updates)?;
         self.fill_precond(&kept)?;
         for p in &self.parts {
             let (Some(k), Some(l)) = (kept.get(&p.param), self.layers.get_mut(&p.name)) else {
@@ -154,8 +154,12 @@ impl Pass {
         })
     }
 
-    /// `update_rms` and `update_spec` of every part whose parameter kept its update.
-    fn fill_updates(&mut self, kept: &BTreeMap<String, Kept>) -> Result<()> {
+    /// `update_rms` and `update_spec` of every part whose parameter kept its update; returns the
+    /// update's singular values by part name.
+    fn fill_updates(
+        &mut self,
+        kept: &BTreeMap<String, Kept>,
+    ) -> Result<BTreeMap<String, Vec<f64>>> {
         let mut mats = Vec::new();
         let mut names = Vec::new();
         for p in &self.parts {
@@ -167,46 +171,69 @@ impl Pass {
         let sigmas = singular_values(&mats.iter().collect::<Vec<_>>(), self.method)?;
         for ((name, m), s) in names.iter().zip(&mats).zip(&sigmas) {
             let n = Norms::of(s);
-            let l = self.layers.get_mut(name).context("a part without gradient fields")?;
+            let l = self.layer(name)?;
             l.update_rms = Some(n.fro / (m.elem_count() as f64).sqrt());
             l.update_spec = Some(n.spec);
         }
-        Ok(())
+        Ok(names.into_iter().zip(sigmas).collect())
     }
 
     /// `ns_sigma_min` and `ns_sigma_max`: the extreme singular values of the Newton–Schulz output
-    /// before the shape scale, per third where the thirds were orthogonalised apart.
-    fn fill_ns(&mut self, kept: &BTreeMap<String, Kept>) -> Result<()> {
-        // (the matrix orthogonalised, its scale, the parts it stands for, their parameter).
+    /// O before the shape scale, per third where the thirds were orthogonalised apart. Where the
+    /// part is the matrix orthogonalised, its update lr·s·O has O's spectrum times lr·s
+    /// (`updates`, by part name); a packed matrix orthogonalised whole gets one spectrum of its
+    /// own, shared by its thirds.
+    fn fill_ns(
+        &mut self,
+        kept: &BTreeMap<String, Kept>,
+        updates: &BTreeMap<String, Vec<f64>>,
+    ) -> Result<()> {
+        // (the parts, O's singular values times the divisor, the divisor).
+        let mut done: Vec<(Vec<String>, Vec<f64>, f64)> = Vec::new();
+        // (the whole packed matrix, its scale, its thirds, their parameter).
         let mut jobs: Vec<(Tensor, f64, Vec<String>, &str)> = Vec::new();
         for p in &self.parts {
-            let Some(NsOutput {
-                scaled,
-                scale,
-                split_qkv,
-            }) = kept.get(&p.param).and_then(|k| k.ns.as_ref())
-            else {
+            let Some(ns) = kept.get(&p.param).and_then(|k| k.ns.as_ref()) else {
                 continue;
             };
-            if *split_qkv || !p.third {
-                jobs.push((p.of(scaled)?, *scale, vec![p.name.clone()], p.param.as_str()));
-            } else if let Some(job) = jobs.iter_mut().find(|j| j.3 == p.param) {
-                // One spectrum of the whole packed matrix for all three thirds.
-                job.2.push(p.name.clone());
-            } else {
-                jobs.push((scaled.clone(), *scale, vec![p.name.clone()], p.param.as_str()));
+            let whole_qkv = p.third && !ns.split_qkv;
+            match updates.get(&p.name) {
+                Some(s) if !whole_qkv && ns.lr > 0.0 => {
+                    done.push((vec![p.name.clone()], s.clone(), ns.lr * ns.scale));
+                }
+                _ if !whole_qkv => {
+                    jobs.push((p.of(&ns.scaled)?, ns.scale, vec![p.name.clone()], &p.param));
+                }
+                _ => match jobs.iter_mut().find(|j| j.3 == p.param) {
+                    Some(job) => job.2.push(p.name.clone()),
+                    None => {
+                        jobs.push((ns.scaled.clone(), ns.scale, vec![p.name.clone()], &p.param))
+                    }
+                },
             }
         }
         let mats: Vec<&Tensor> = jobs.iter().map(|j| &j.0).collect();
         let sigmas = singular_values(&mats, self.method)?;
-        for ((_, scale, names, _), s) in jobs.iter().zip(&sigmas) {
+        done.extend(
+            jobs.into_iter()
+                .zip(sigmas)
+                .map(|((_, scale, names, _), s)| (names, s, scale)),
+        );
+        for (names, s, divisor) in done {
             for name in names {
-                let l = self.layers.get_mut(name).context("a part without gradient fields")?;
-                l.ns_sigma_max = s.first().map(|x| x / scale);
-                l.ns_sigma_min = s.last().map(|x| x / scale);
+                let l = self.layer(&name)?;
+                l.ns_sigma_max = s.first().map(|x| x / divisor);
+                l.ns_sigma_min = s.last().map(|x| x / divisor);
             }
         }
         Ok(())
+    }
+
+    /// The record's entry of part `name`.
+    fn layer(&mut self, name: &str) -> Result<&mut LayerDiag> {
+        self.layers
+            .get_mut(name)
+            .context("a part without gradient fields")
     }
 
     /// `k_cond`, `ridge_share` and `ridge_dominated` of Newton-Muon's preconditioner, the same on
@@ -223,7 +250,10 @@ impl Pass {
             .collect::<Result<Vec<_>>>()?;
         for ((name, _), c) in wanted.iter().zip(fields) {
             for p in self.parts.iter().filter(|p| &p.param == *name) {
-                let l = self.layers.get_mut(&p.name).context("a part without gradient fields")?;
+                let l = self
+                    .layers
+                    .get_mut(&p.name)
+                    .context("a part without gradient fields")?;
                 l.k_cond = Some(c.k_cond);
                 l.ridge_share = Some(c.ridge_share);
                 l.ridge_dominated = Some(c.ridge_dominated);

@@ -59,8 +59,8 @@
 use candle_core::{DType, Device, Tensor};
 
 use crate::optim::kept::Precond;
-use crate::optim::spectral::{singular_values, Norms, SvMethod};
 use crate::optim::newton_muon::conditioning;
+use crate::optim::spectral::{singular_values, Norms, SvMethod};
 
 /// The script's `entry`: a smooth but generic pattern, shifted by the seed `s`.
 fn entry(i: usize, j: usize, s: f64) -> f64 {
@@ -233,7 +233,11 @@ fn singular_values_and_norms_match_numpy() {
             }
             let n = Norms::of(sv);
             let got = [n.fro, n.nuc, n.spec, n.stable_rank, n.nuc_fro_ratio];
-            for ((g, want), field) in got.iter().zip(c.norms).zip(["fro", "nuc", "spec", "sr", "nfr"]) {
+            for ((g, want), field) in got
+                .iter()
+                .zip(c.norms)
+                .zip(["fro", "nuc", "spec", "sr", "nfr"])
+            {
                 assert!(
                     (g - want).abs() <= 1e-7 * want,
                     "{} {method:?}: {field} {g} vs numpy {want}",
@@ -264,7 +268,9 @@ fn zero_and_non_finite_matrices() {
 
 /// S = XᵀX/N in fp32, as Newton-Muon stores it.
 fn statistic(rows: usize, cols: usize, s: f64) -> Tensor {
-    let x = matrix(rows, cols, s, None, None).to_dtype(DType::F64).unwrap();
+    let x = matrix(rows, cols, s, None, None)
+        .to_dtype(DType::F64)
+        .unwrap();
     (x.t().unwrap().matmul(&x).unwrap() / rows as f64)
         .unwrap()
         .to_dtype(DType::F32)
@@ -290,7 +296,10 @@ fn preconditioner_conditioning_matches_numpy() {
         let c = conditioning(&Precond { blocks, ridge: 0.2 }).unwrap();
         let got = [c.k_cond, c.ridge_share, c.ridge_dominated];
         for (g, w) in got.iter().zip(want) {
-            assert!((g - w).abs() <= 1e-6 * w, "{n} blocks: {got:?} vs numpy {want:?}");
+            assert!(
+                (g - w).abs() <= 1e-6 * w,
+                "{n} blocks: {got:?} vs numpy {want:?}"
+            );
         }
     }
 }

@@ -9,7 +9,9 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor, Var};
 
 use super::{opts, tiny};
-use crate::optim::{self, Grads, Method, OptimConfig, EMBEDDING};
+use crate::optim::newton_schulz::newton_schulz;
+use crate::optim::spectral::{singular_values, SvMethod};
+use crate::optim::{self, Grads, Method, OptimConfig, Scale, EMBEDDING};
 use crate::train::config;
 use crate::train::diagnostics::{Pass, SV_METHOD};
 use crate::train::log::Diag;
@@ -102,33 +104,54 @@ pub(super) fn check_run(dir: &Path, optim: &str, steps: &[usize]) {
         let names: BTreeSet<String> = d.layers.keys().cloned().collect();
         assert_eq!(names, expected_names(), "{optim} step {}", d.step);
         for (name, fields) in raw["layers"].as_object().unwrap() {
-            let keys: BTreeSet<&str> = fields.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+            let keys: BTreeSet<&str> = fields
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|k| k.as_str())
+                .collect();
             assert_eq!(keys, want, "{optim} step {} {name}", d.step);
         }
         for (name, l) in &d.layers {
             let at = format!("{optim} step {} {name}: {l:?}", d.step);
             let (r, c) = shape(name);
             let k = r.min(c) as f64;
-            assert!(l.grad_spec > 0.0 && l.grad_spec <= l.grad_fro * (1.0 + 1e-12), "{at}");
+            assert!(
+                l.grad_spec > 0.0 && l.grad_spec <= l.grad_fro * (1.0 + 1e-12),
+                "{at}"
+            );
             assert!(l.grad_fro <= l.grad_nuc * (1.0 + 1e-12), "{at}");
             let sr = (l.grad_fro / l.grad_spec).powi(2);
             let nfr = (l.grad_nuc / l.grad_fro).powi(2);
             assert!((l.stable_rank - sr).abs() <= 1e-12 * sr, "{at}");
             assert!((l.nuc_fro_ratio - nfr).abs() <= 1e-12 * nfr, "{at}");
-            assert!(l.stable_rank >= 1.0 - 1e-12 && l.stable_rank <= k + 1e-9, "{at}");
-            assert!(l.nuc_fro_ratio >= 1.0 - 1e-12 && l.nuc_fro_ratio <= k + 1e-9, "{at}");
+            assert!(
+                l.stable_rank >= 1.0 - 1e-12 && l.stable_rank <= k + 1e-9,
+                "{at}"
+            );
+            assert!(
+                l.nuc_fro_ratio >= 1.0 - 1e-12 && l.nuc_fro_ratio <= k + 1e-9,
+                "{at}"
+            );
             // ‖G‖²_F ≤ ‖G‖₂·‖G‖_*.
             assert!(l.stable_rank <= l.nuc_fro_ratio * (1.0 + 1e-12), "{at}");
             let (rms, spec) = (l.update_rms.unwrap(), l.update_spec.unwrap());
             // ‖ΔW‖_F ≤ √k·σ₁, i.e. σ₁ ≥ rms·√(r·c/k).
-            assert!(rms > 0.0 && spec >= rms * ((r * c) as f64 / k).sqrt() * (1.0 - 1e-9), "{at}");
+            assert!(
+                rms > 0.0 && spec >= rms * ((r * c) as f64 / k).sqrt() * (1.0 - 1e-9),
+                "{at}"
+            );
             if let (Some(lo), Some(hi)) = (l.ns_sigma_min, l.ns_sigma_max) {
                 // NS5 takes the top singular value to about [0.7, 1.2]; directions far below
                 // ‖U‖_F are lifted less (docs/diagnostics.md), so only 0 < min ≤ max.
                 assert!(0.0 < lo && lo <= hi && 0.7 < hi && hi < 1.25, "{at}");
-                // The update is lr·√max(r, c)·O (record-4 scale, q/k/v apart): its top singular
-                // value, from its own spectrum, is lr·√max(r, c) times O's.
-                let group = if optim == "muon" { "muon" } else { "newton_muon" };
+                // The update is lr·√max(r, c)·O (record-4 scale, q/k/v apart), with lr the one
+                // the train record logs: the scale the optimizer kept is the record's.
+                let group = if optim == "muon" {
+                    "muon"
+                } else {
+                    "newton_muon"
+                };
                 let lr = lrs[&(d.step as u64)][group].as_f64().unwrap();
                 let from_ns = lr * (r.max(c) as f64).sqrt() * hi;
                 assert!((spec - from_ns).abs() <= 1e-5 * spec, "{at}: {from_ns}");
@@ -140,7 +163,10 @@ pub(super) fn check_run(dir: &Path, optim: &str, steps: &[usize]) {
                 assert!((0.0..=1.0).contains(&l.ridge_dominated.unwrap()), "{at}");
             }
             if let Some(kept) = l.kept_rank {
-                assert!(kept >= 1.0 && kept.fract() == 0.0 && l.tau.unwrap() > 0.0, "{at}");
+                assert!(
+                    kept >= 1.0 && kept.fract() == 0.0 && l.tau.unwrap() > 0.0,
+                    "{at}"
+                );
             }
         }
         if optim == "neon-fstar" {
@@ -174,18 +200,19 @@ fn diagnostics_every_picks_the_steps() {
     }
 }
 
-/// fp32 test tensor with entries cos(0.37·k + seed).
+/// An fp32 test matrix of full rank (incommensurate frequencies), shifted by `seed`.
 fn tensor(rows: usize, cols: usize, seed: f64) -> Tensor {
     let data: Vec<f32> = (0..rows * cols)
-        .map(|k| (0.37 * k as f64 + seed).cos() as f32)
+        .map(|k| {
+            let (i, j) = ((k / cols) as f64, (k % cols) as f64);
+            ((i + 1.0) * 0.7548776662 * (j + 1.0) + 0.5698402910 * j * j + seed).cos() as f32
+        })
         .collect();
     Tensor::from_vec(data, (rows, cols), &Device::Cpu).unwrap()
 }
 
-/// One pass by hand: the gradient fields of a q third are its rows' own norms, and a model with
-/// only the embedding (and a vector) has nothing to report and arms nothing.
-#[test]
-fn pass_reports_each_third_and_nothing_without_matrices() {
+/// The embedding, a packed c_attn (d = 4) and an mlp.c_fc, as weights and gradients.
+fn toy() -> (BTreeMap<String, Var>, Grads) {
     let shapes = [
         (EMBEDDING, (50, 4)),
         ("transformer.h.0.attn.c_attn.weight", (12, 4)),
@@ -194,16 +221,84 @@ fn pass_reports_each_third_and_nothing_without_matrices() {
     let mut params = BTreeMap::new();
     let mut grads = Grads::new();
     for (i, (name, (r, c))) in shapes.iter().enumerate() {
-        params.insert(name.to_string(), Var::from_tensor(&tensor(*r, *c, 0.0)).unwrap());
+        let w = Var::from_tensor(&tensor(*r, *c, 0.0)).unwrap();
+        params.insert(name.to_string(), w);
         grads.insert(name.to_string(), tensor(*r, *c, 1.0 + i as f64));
     }
+    (params, grads)
+}
+
+/// One Muon step of `toy()` under `scale` with a diagnostics pass around it; also the
+/// Newton–Schulz input of that first step, U = (1 + μ)·G (Nesterov, empty momentum).
+fn muon_pass(scale: Scale) -> (Diag, Grads) {
+    let (params, grads) = toy();
+    let mut cfg = OptimConfig {
+        name: Method::Muon,
+        ..OptimConfig::default()
+    };
+    cfg.muon.scale = scale;
+    let mut opt = optim::build(&cfg, &params, DType::F32).unwrap();
+    let dev = Device::Cpu;
+    let pass = Pass::before(1, &grads, &mut opt, &dev, SV_METHOD);
+    let pass = pass.unwrap().unwrap();
+    opt.step(&grads, 1.0).unwrap();
+    let inputs = grads
+        .iter()
+        .map(|(n, g)| (n.clone(), (g * (1.0 + cfg.muon.momentum)).unwrap()))
+        .collect();
+    (pass.after(&mut opt, &dev).unwrap().record, inputs)
+}
+
+/// (min, max) singular value of NS5(`u`), computed here directly.
+fn ns_extremes(u: &Tensor) -> (f64, f64) {
+    let o = newton_schulz(u, 5, DType::F32).unwrap();
+    let s = singular_values(&[&o], SvMethod::Gram).unwrap().remove(0);
+    (s[s.len() - 1], s[0])
+}
+
+/// Under record 4's scale q, k and v are orthogonalised apart and each third has its own
+/// Newton–Schulz spectrum (read off the update's); under another scale the whole packed matrix
+/// is, and the thirds share its spectrum. Both against NS5 run here on the step's input.
+#[test]
+fn ns_spectrum_follows_how_qkv_was_orthogonalised() {
+    let qkv = "transformer.h.0.attn.c_attn.weight";
+    let close = |a: (f64, f64), b: (f64, f64)| {
+        assert!(
+            (a.0 - b.0).abs() <= 1e-5 * b.0 && (a.1 - b.1).abs() <= 1e-5 * b.1,
+            "{a:?} vs {b:?}"
+        );
+    };
+    let ns = |d: &Diag, name: &str| {
+        let l = &d.layers[name];
+        (l.ns_sigma_min.unwrap(), l.ns_sigma_max.unwrap())
+    };
+    let (apart, u) = muon_pass(Scale::Record4);
+    for (k, s) in ["q", "k", "v"].into_iter().enumerate() {
+        let third = u[qkv].narrow(0, 4 * k, 4).unwrap();
+        close(ns(&apart, &format!("{qkv}.{s}")), ns_extremes(&third));
+    }
+    let fc = "transformer.h.0.mlp.c_fc.weight";
+    close(ns(&apart, fc), ns_extremes(&u[fc]));
+    let (whole, u) = muon_pass(Scale::Original);
+    for s in ["q", "k", "v"] {
+        close(ns(&whole, &format!("{qkv}.{s}")), ns_extremes(&u[qkv]));
+    }
+}
+
+/// One pass by hand: the gradient fields of a q third are its rows' own norms, and a model with
+/// only the embedding (and a vector) has nothing to report and arms nothing.
+#[test]
+fn pass_reports_each_third_and_nothing_without_matrices() {
+    let (params, grads) = toy();
     let cfg = OptimConfig {
         name: Method::Muon,
         ..OptimConfig::default()
     };
     let mut opt = optim::build(&cfg, &params, DType::F32).unwrap();
     let dev = Device::Cpu;
-    let pass = Pass::before(7, &grads, &mut opt, &dev, SV_METHOD).unwrap().unwrap();
+    let pass = Pass::before(7, &grads, &mut opt, &dev, SV_METHOD)
+        .unwrap()
+        .unwrap();
     opt.step(&grads, 1.0).unwrap();
     let done = pass.after(&mut opt, &dev).unwrap();
     assert_eq!(done.record.step, 7);
@@ -217,17 +312,32 @@ fn pass_reports_each_third_and_nothing_without_matrices() {
     ];
     assert_eq!(names, want);
     let k = grads[qkv].narrow(0, 4, 4).unwrap();
-    let fro = k.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+    let fro = k
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap() as f64;
     let got = done.record.layers[&format!("{qkv}.k")].grad_fro;
-    assert!((got - fro.sqrt()).abs() <= 1e-6 * got, "{got} vs {}", fro.sqrt());
+    assert!(
+        (got - fro.sqrt()).abs() <= 1e-6 * got,
+        "{got} vs {}",
+        fro.sqrt()
+    );
 
     let only: Grads = grads
         .iter()
         .filter(|(n, _)| n.as_str() == EMBEDDING)
         .map(|(n, g)| (n.clone(), g.clone()))
-        .chain([("bias".to_string(), Tensor::ones(4, DType::F32, &dev).unwrap())])
+        .chain([(
+            "bias".to_string(),
+            Tensor::ones(4, DType::F32, &dev).unwrap(),
+        )])
         .collect();
-    assert!(Pass::before(8, &only, &mut opt, &dev, SV_METHOD).unwrap().is_none());
+    assert!(Pass::before(8, &only, &mut opt, &dev, SV_METHOD)
+        .unwrap()
+        .is_none());
     opt.step(&grads, 1.0).unwrap();
     assert!(opt.take_kept().is_empty(), "nothing armed, nothing kept");
 }
@@ -237,17 +347,25 @@ fn pass_reports_each_third_and_nothing_without_matrices() {
 #[test]
 fn bad_diagnostics_every_is_a_config_error() {
     for bad in ["-1", "2.5", "\"ten\"", "true"] {
-        let e = config::load("shakespeare-tiny", &[format!("train.diagnostics_every={bad}")])
-            .unwrap_err();
+        let e = config::load(
+            "shakespeare-tiny",
+            &[format!("train.diagnostics_every={bad}")],
+        )
+        .unwrap_err();
         let e = format!("{e:#}");
         assert!(e.contains("train.diagnostics_every"), "{bad}: {e}");
         assert!(!e.contains('\n'), "{bad}: {e}");
     }
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("config.toml");
-    let text = tiny("muon", &["train.diagnostics_every=0"]).to_toml().unwrap();
+    let text = tiny("muon", &["train.diagnostics_every=0"])
+        .to_toml()
+        .unwrap();
     let text = text.replace("[train]\n", "[train]\ndiagnostics_every = -3\n");
     std::fs::write(&path, text).unwrap();
     let e = format!("{:#}", config::from_toml_file(&path).unwrap_err());
-    assert!(e.contains("train.diagnostics_every") && e.contains("-3"), "{e}");
+    assert!(
+        e.contains("train.diagnostics_every") && e.contains("-3"),
+        "{e}"
+    );
 }
