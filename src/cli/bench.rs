@@ -1,4 +1,4 @@
-//! `speedrun bench model|optim`: timings, with the PyTorch peer run in the same invocation.
+//! `speedrun bench model|optim|diag`: timings, with the PyTorch peer run in the same invocation.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::train::{ConfigArgs, DeviceArgs};
 use crate::device::Exec;
+use crate::optim::spectral::SvMethod;
 use crate::optim::{self, Method};
 use crate::train::{self, Config};
 
@@ -23,6 +24,8 @@ pub enum BenchWhat {
     Model(ModelBench),
     /// One optimizer step per method on the 124M weight shapes (or a preset's).
     Optim(OptimBench),
+    /// One optimizer-diagnostics pass per method on the 124M weight shapes (docs/diagnostics.md).
+    Diag(DiagBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -74,11 +77,86 @@ pub struct OptimBench {
     pub python: PathBuf,
 }
 
+#[derive(Debug, Args)]
+pub struct DiagBenchArgs {
+    #[command(flatten)]
+    pub dev: DeviceArgs,
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "adamw,muon,newton-muon,neon,neon-fstar"
+    )]
+    pub methods: Vec<Method>,
+    /// Width/layers of the matrix shapes (default: record 4, 12 × 768).
+    #[arg(long, default_value_t = 768)]
+    pub n_embd: usize,
+    #[arg(long, default_value_t = 12)]
+    pub n_layer: usize,
+    #[arg(long, default_value_t = 3)]
+    pub iters: usize,
+    /// Singular values through the Gram matrix's eigenvalues (what training uses), faer's SVD,
+    /// or both.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "gram")]
+    pub sv: Vec<SvChoice>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SvChoice {
+    Gram,
+    Svd,
+}
+
 pub fn run(a: BenchArgs) -> Result<()> {
     match a.what {
         BenchWhat::Model(m) => bench_model(m),
         BenchWhat::Optim(o) => bench_optim(o),
+        BenchWhat::Diag(d) => bench_diag(d),
     }
+}
+
+/// The hidden matrices of an `n_layer` × `n_embd` record-4 model, packed c_attn included.
+fn block_shapes(n_embd: usize, n_layer: usize) -> Vec<(usize, usize)> {
+    let d = n_embd;
+    (0..n_layer)
+        .flat_map(|_| [(3 * d, d), (d, d), (4 * d, d), (d, 4 * d)])
+        .collect()
+}
+
+fn bench_diag(a: DiagBenchArgs) -> Result<()> {
+    let exec = a.dev.resolve()?;
+    let shapes = block_shapes(a.n_embd, a.n_layer);
+    println!(
+        "diagnostics pass on {} matrices ({}x{} layers/width, q/k/v apart: {} reported), {}",
+        shapes.len(),
+        a.n_layer,
+        a.n_embd,
+        shapes.len() / 4 * 6,
+        crate::device::describe(&exec.device)
+    );
+    println!(
+        "{:<12} {:>5} {:>12} {:>12} {:>12} {:>12}",
+        "method", "sv", "before ms", "after ms", "total ms", "cpu ms"
+    );
+    for m in &a.methods {
+        for sv in &a.sv {
+            let (name, method) = match sv {
+                SvChoice::Gram => ("gram", SvMethod::Gram),
+                SvChoice::Svd => ("svd", SvMethod::Svd),
+            };
+            let r = train::bench::bench_diagnostics(*m, &exec, &shapes, a.iters, method)?;
+            println!(
+                "{:<12} {:>5} {:>12.1} {:>12.1} {:>12.1} {:>12.1}",
+                m.name(),
+                name,
+                r.before_ms,
+                r.after_ms,
+                r.total_ms,
+                r.cpu_ms.unwrap_or(f64::NAN)
+            );
+        }
+    }
+    Ok(())
 }
 
 fn bench_model(a: ModelBench) -> Result<()> {
@@ -224,10 +302,7 @@ fn bench_optim(a: OptimBench) -> Result<()> {
     let exec = a.dev.resolve()?;
     let device = exec.device.clone();
     let d = a.n_embd;
-    let mut shapes = Vec::new();
-    for _ in 0..a.n_layer {
-        shapes.extend([(3 * d, d), (d, d), (4 * d, d), (d, 4 * d)]);
-    }
+    let shapes = block_shapes(d, a.n_layer);
     let mut methods = a.methods.clone();
     if !methods.contains(&Method::Muon) {
         methods.insert(0, Method::Muon);

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use candle_core::{Tensor, Var};
 
 use super::config::AdamWConfig;
-use super::{grad_of, Grads, Group, Optimizer, Slot, Visitor, EMBEDDING};
+use super::{grad_of, Grads, Group, Keeper, Optimizer, Slot, Visitor, EMBEDDING};
 use crate::cpu::inplace::AdamStep;
 
 /// AdamW over a set of named fp32 parameters; moments are fp32 like the parameters.
@@ -18,6 +18,7 @@ pub struct AdamW {
     v: BTreeMap<String, Tensor>,
     /// Completed steps t (bias correction uses t + 1 on the next step).
     t: u64,
+    keeper: Keeper,
 }
 
 impl AdamW {
@@ -34,6 +35,7 @@ impl AdamW {
             m,
             v,
             t: 0,
+            keeper: Keeper::default(),
         })
     }
 
@@ -77,9 +79,18 @@ impl Optimizer for AdamW {
                 eps: self.cfg.eps,
             }
             .apply(var, m, v, &g)?;
+            // ΔW for the diagnostics, from the moments the step used (only when armed).
+            if let Some(k) = self.keeper.entry(name) {
+                let denom = ((&*v / bc2)?.sqrt()? + self.cfg.eps)?;
+                k.update = Some((((&*m / bc1)? / denom)? * lr)?);
+            }
         }
         self.t = t;
         Ok(())
+    }
+
+    fn keeper(&mut self) -> Option<&mut Keeper> {
+        Some(&mut self.keeper)
     }
 
     /// `step`, then `m.NAME` and `v.NAME` per parameter.

@@ -42,6 +42,25 @@ pub fn bench_names(shapes: &[(usize, usize)]) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Random weights (σ 0.02) and gradients (σ ~1e-3) of the given shapes under [`bench_names`].
+pub fn bench_params(
+    device: &Device,
+    shapes: &[(usize, usize)],
+) -> Result<(BTreeMap<String, Var>, Grads)> {
+    let names = bench_names(shapes)?;
+    let mut params = BTreeMap::new();
+    let mut grads = Grads::new();
+    for (k, (name, &(r, c))) in names.iter().zip(shapes).enumerate() {
+        let w = Tensor::randn(0f32, 0.02, (r, c), device)?;
+        params.insert(name.clone(), Var::from_tensor(&w)?);
+        grads.insert(
+            name.clone(),
+            (Tensor::randn(0f32, 1e-3, (r, c), device)? * (1.0 + k as f64 * 1e-3))?,
+        );
+    }
+    Ok((params, grads))
+}
+
 /// Median milliseconds of one optimizer step of `method` (a registry name, default
 /// hyperparameters) over parameters of the given shapes, after one untimed warm-up step. For
 /// newton-muon the steps are non-refresh steps (the per-step cost; refresh cost is amortised
@@ -56,17 +75,7 @@ pub fn bench_step(
     if iters == 0 {
         bail!("bench_step: iters must be ≥ 1");
     }
-    let names = bench_names(shapes)?;
-    let mut params = BTreeMap::new();
-    let mut grads = Grads::new();
-    for (k, (name, &(r, c))) in names.iter().zip(shapes).enumerate() {
-        let w = Tensor::randn(0f32, 0.02, (r, c), device)?;
-        params.insert(name.clone(), Var::from_tensor(&w)?);
-        grads.insert(
-            name.clone(),
-            (Tensor::randn(0f32, 1e-3, (r, c), device)? * (1.0 + k as f64 * 1e-3))?,
-        );
-    }
+    let (params, grads) = bench_params(device, shapes)?;
     let cfg = OptimConfig {
         name: method,
         ..OptimConfig::default()

@@ -10,7 +10,8 @@
 //! momentum buffers and the batched orthogonalisation), `newton_muon`, `neon` (rank-1 and F*),
 //! `topk` (warm-started subspace iteration, the F* τ rule), `linalg` (host Cholesky inverse and
 //! Jacobi eigensolver), `state` (state declared once, saved and loaded from the declaration),
-//! `bench` (`bench_step`). Tests compare against `scripts/golden_optim.py` through
+//! `kept` (what a step keeps for the run's diagnostics), `spectral` (singular values and norms
+//! for the diagnostics), `bench` (`bench_step`). Tests compare against `scripts/golden_optim.py` through
 //! `tests/fixtures/optim_golden.npz`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,6 +24,7 @@ use crate::model::LayerInputSink;
 pub mod adamw;
 pub mod bench;
 pub mod config;
+pub mod kept;
 pub mod linalg;
 pub mod muon;
 pub mod neon;
@@ -30,6 +32,7 @@ pub mod newton_muon;
 pub mod newton_schulz;
 mod ns_cpu;
 mod registry;
+pub mod spectral;
 pub mod state;
 #[cfg(test)]
 mod tests;
@@ -40,6 +43,7 @@ pub use config::{
     AdamWConfig, MuonConfig, NeonConfig, NeonFStarConfig, NeonForm, NewtonMuonConfig, OptimConfig,
     Scale,
 };
+pub use kept::{Keeper, Kept};
 pub use muon::Muon;
 pub use neon::{Neon, NeonFStar};
 pub use newton_muon::NewtonMuon;
@@ -98,6 +102,11 @@ pub trait Optimizer {
     /// Named values for the run log (solver ranks, failure counts); none by default.
     fn diagnostics(&self) -> Vec<(String, f64)> {
         Vec::new()
+    }
+    /// Where this group files what a step applies when the trainer asks for diagnostics
+    /// ([`OptimizerSet::keep_next_step`]); None keeps nothing.
+    fn keeper(&mut self) -> Option<&mut Keeper> {
+        None
     }
     /// Whether this group wants layer inputs during the forward passes of `step`.
     fn wants_layer_inputs(&self, _step: usize) -> bool {
@@ -210,6 +219,26 @@ impl OptimizerSet {
                     .map(move |(k, v)| (format!("{}.{k}", g.label()), v))
             })
             .collect()
+    }
+
+    /// Make every group keep what its next step applies ([`Keeper`]).
+    pub fn keep_next_step(&mut self) {
+        for g in self.groups.iter_mut() {
+            if let Some(k) = g.keeper() {
+                k.arm();
+            }
+        }
+    }
+
+    /// What the groups kept since [`OptimizerSet::keep_next_step`], by parameter name.
+    pub fn take_kept(&mut self) -> BTreeMap<String, Kept> {
+        let mut out = BTreeMap::new();
+        for g in self.groups.iter_mut() {
+            if let Some(k) = g.keeper() {
+                out.append(&mut k.take());
+            }
+        }
+        out
     }
 
     /// Whether any group wants layer inputs during the forward passes of `step`.

@@ -8,8 +8,9 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Tensor, Var};
 
 use super::config::{MuonConfig, Scale};
+use super::kept::NsOutput;
 use super::newton_schulz::newton_schulz;
-use super::{apply_update, grad_of, Grads, Group, Optimizer, Slot, Visitor};
+use super::{apply_update, grad_of, Grads, Group, Keeper, Optimizer, Slot, Visitor};
 use crate::cpu::inplace::axpby;
 
 /// SGD momentum buffers shared by Muon, Newton-Muon and Neon: B ← μB + G, and the update
@@ -62,8 +63,30 @@ impl Momentum {
 
 /// Whether a parameter is the packed [q; k; v] projection that record 4 orthogonalises as three
 /// separate (cols × cols) blocks (it kept q, k, v as separate Linears).
-fn is_packed_qkv(name: &str, dims: &[usize]) -> bool {
+pub(crate) fn is_packed_qkv(name: &str, dims: &[usize]) -> bool {
     name.ends_with("attn.c_attn.weight") && dims.len() == 2 && dims[0] == 3 * dims[1]
+}
+
+/// Whether `scale` orthogonalises the packed QKV `name` as three blocks (only record 4's does).
+fn splits_qkv(scale: Scale, name: &str, dims: &[usize]) -> bool {
+    scale == Scale::Record4 && is_packed_qkv(name, dims)
+}
+
+/// The scaled Newton–Schulz output `o` of `name` with the scale it carries and the step's `lr`,
+/// for the diagnostics.
+fn ns_output(name: &str, o: &Tensor, scale: Scale, lr: f64) -> Result<NsOutput> {
+    let (r, c) = o.dims2()?;
+    let split_qkv = splits_qkv(scale, name, o.dims());
+    Ok(NsOutput {
+        scaled: o.clone(),
+        scale: if split_qkv {
+            scale.factor(c, c)
+        } else {
+            scale.factor(r, c)
+        },
+        split_qkv,
+        lr,
+    })
 }
 
 /// Orthogonalise each `(name, U)` and multiply by its shape scale. Same-shape blocks (after the
@@ -86,7 +109,7 @@ pub fn orthogonalize_scaled(
         let (_, cols) = u
             .dims2()
             .with_context(|| format!("Muon needs 2-D matrices, `{name}` is not"))?;
-        if scale == Scale::Record4 && is_packed_qkv(name, u.dims()) {
+        if splits_qkv(scale, name, u.dims()) {
             for k in 0..3 {
                 blocks.push((i, u.narrow(0, k * cols, cols)?));
             }
@@ -160,6 +183,7 @@ pub struct Muon {
     pub cfg: MuonConfig,
     ns_dtype: DType,
     momentum: Momentum,
+    keeper: Keeper,
 }
 
 impl Muon {
@@ -175,6 +199,7 @@ impl Muon {
             cfg,
             ns_dtype,
             momentum,
+            keeper: Keeper::default(),
         })
     }
 }
@@ -197,6 +222,10 @@ impl Optimizer for Muon {
             orthogonalize_scaled(&items, self.cfg.ns_steps, self.ns_dtype, self.cfg.scale)?;
         for ((name, _), o) in items.iter().zip(updates) {
             let var = &self.group.params[name];
+            if let Some(k) = self.keeper.entry(name) {
+                k.update = Some((&o * lr)?);
+                k.ns = Some(ns_output(name, &o, self.cfg.scale, lr)?);
+            }
             apply_update(var, lr, self.cfg.weight_decay, &o, lr)?;
         }
         Ok(())
@@ -204,5 +233,9 @@ impl Optimizer for Muon {
 
     fn visit_state(&mut self, visit: &mut Visitor<'_>) -> Result<()> {
         self.momentum.visit_state(visit)
+    }
+
+    fn keeper(&mut self) -> Option<&mut Keeper> {
+        Some(&mut self.keeper)
     }
 }

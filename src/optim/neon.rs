@@ -10,7 +10,7 @@ use candle_core::{Shape, Tensor, Var};
 use super::config::{NeonConfig, NeonFStarConfig, NeonForm};
 use super::muon::Momentum;
 use super::topk::{default_start, fstar_tau, top_singular};
-use super::{apply_update, Grads, Group, Optimizer, Slot, Visitor};
+use super::{apply_update, Grads, Group, Keeper, Optimizer, Slot, Visitor};
 
 /// What both Neon forms keep: the group, momentum buffers, and one warm-start block per matrix
 /// (checkpointed so resume is bit-exact).
@@ -18,6 +18,7 @@ struct NeonCore {
     group: Group,
     momentum: Momentum,
     warm: BTreeMap<String, Tensor>,
+    keeper: Keeper,
 }
 
 impl NeonCore {
@@ -42,11 +43,12 @@ impl NeonCore {
             group: Group::new(label, params),
             momentum,
             warm,
+            keeper: Keeper::default(),
         })
     }
 
     /// For every matrix: fold its gradient into the momentum M, let `delta` turn (name, M, warm
-    /// block) into (update, next warm block, two solver statistics), and apply
+    /// block) into (update, next warm block, three solver statistics), and apply
     /// W ← W(1 − lr·wd) − update. In a data-parallel run each process solves its cost-balanced
     /// share of the matrices and the results are all-gathered, as Muon shares Newton–Schulz.
     /// Returns each matrix's statistics, in parameter order.
@@ -55,8 +57,8 @@ impl NeonCore {
         grads: &Grads,
         lr: f64,
         weight_decay: f64,
-        mut delta: impl FnMut(&str, &Tensor, Option<&Tensor>) -> Result<(Tensor, Tensor, [f32; 2])>,
-    ) -> Result<Vec<(String, [f32; 2])>> {
+        mut delta: impl FnMut(&str, &Tensor, Option<&Tensor>) -> Result<(Tensor, Tensor, [f32; 3])>,
+    ) -> Result<Vec<(String, [f32; 3])>> {
         let mut moms = Vec::with_capacity(self.group.params.len());
         for (name, var) in &self.group.params {
             moms.push(self.momentum.update_from(grads, name, var)?);
@@ -73,7 +75,7 @@ impl NeonCore {
                 let warm = self.warm.get(*name).context("no warm block")?;
                 Ok(crate::dist::Job {
                     cost: r * c * warm.dim(1)?,
-                    outputs: vec![m.shape().clone(), warm.shape().clone(), Shape::from(2)],
+                    outputs: vec![m.shape().clone(), warm.shape().clone(), Shape::from(3)],
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -91,10 +93,11 @@ impl NeonCore {
             let [upd, block, st]: [Tensor; 3] = out
                 .try_into()
                 .map_err(|_| anyhow::anyhow!("Neon: a matrix's result is incomplete"))?;
+            self.keeper.update(name, &upd);
             apply_update(var, lr, weight_decay, &upd, 1.0)?;
             self.warm.insert(name.clone(), block);
             let st = st.to_vec1::<f32>()?;
-            stats.push((name.clone(), [st[0], st[1]]));
+            stats.push((name.clone(), [st[0], st[1], st[2]]));
         }
         Ok(stats)
     }
@@ -147,7 +150,11 @@ impl Optimizer for Neon {
                 NeonForm::Sigma => top.s[0],
             };
             let upd = top.u.matmul(&top.v.t()?)?;
-            Ok(((upd * (lr * coef))?, top.block, [top.iters as f32, 0.0]))
+            Ok((
+                (upd * (lr * coef))?,
+                top.block,
+                [top.iters as f32, 0.0, 0.0],
+            ))
         })?;
         self.last_iters = stats.iter().map(|(_, s)| s[0] as usize).sum();
         Ok(())
@@ -155,6 +162,10 @@ impl Optimizer for Neon {
 
     fn visit_state(&mut self, visit: &mut Visitor<'_>) -> Result<()> {
         self.core.visit_state(visit)
+    }
+
+    fn keeper(&mut self) -> Option<&mut Keeper> {
+        Some(&mut self.core.keeper)
     }
 
     /// `solver_iterations`: top-triplet iterations of the last step, summed over matrices.
@@ -187,7 +198,7 @@ impl NeonFStar {
 }
 
 /// The F* direction U·diag([σ − τ]₊)·Vᵀ from `rank` computed triplets; also returns the active
-/// rank, whether the rule ran past the computed triplets (truncated), and the next warm block.
+/// rank, τ, whether the rule ran past the computed triplets (truncated), and the next warm block.
 pub fn fstar_direction(
     m: &Tensor,
     rank: usize,
@@ -195,7 +206,7 @@ pub fn fstar_direction(
     warm: Option<&Tensor>,
     iters: usize,
     tol: f64,
-) -> Result<(Tensor, usize, bool, Tensor)> {
+) -> Result<(Tensor, usize, f64, bool, Tensor)> {
     let (r, c) = m.dims2()?;
     let rank = rank.min(r.min(c));
     let top = top_singular(m, rank, oversample, warm, iters, tol)?;
@@ -208,7 +219,7 @@ pub fn fstar_direction(
     let d = Tensor::from_vec(d, (1, k), m.device())?;
     let u = top.u.narrow(1, 0, k)?.broadcast_mul(&d)?;
     let dir = u.matmul(&top.v.narrow(1, 0, k)?.t()?)?;
-    Ok((dir, k, truncated, top.block))
+    Ok((dir, k, tau, truncated, top.block))
 }
 
 impl Optimizer for NeonFStar {
@@ -222,10 +233,17 @@ impl Optimizer for NeonFStar {
     fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
         let cfg = &self.cfg;
         let stats = self.core.step(grads, lr, cfg.weight_decay, |_, m, warm| {
-            let (dir, k, cut, block) =
+            let (dir, k, tau, cut, block) =
                 fstar_direction(m, cfg.max_rank, cfg.oversample, warm, cfg.iters, cfg.tol)?;
-            Ok(((dir * lr)?, block, [k as f32, if cut { 1.0 } else { 0.0 }]))
+            let cut = if cut { 1.0 } else { 0.0 };
+            Ok(((dir * lr)?, block, [k as f32, cut, tau as f32]))
         })?;
+        for (name, s) in &stats {
+            if let Some(k) = self.core.keeper.entry(name) {
+                k.values
+                    .extend([("tau", s[2] as f64), ("kept_rank", s[0] as f64)]);
+            }
+        }
         self.truncated = stats.iter().filter(|(_, s)| s[1] > 0.5).count();
         self.last_ranks = stats
             .into_iter()
@@ -236,6 +254,10 @@ impl Optimizer for NeonFStar {
 
     fn visit_state(&mut self, visit: &mut Visitor<'_>) -> Result<()> {
         self.core.visit_state(visit)
+    }
+
+    fn keeper(&mut self) -> Option<&mut Keeper> {
+        Some(&mut self.core.keeper)
     }
 
     /// `truncated` (matrices whose τ rule ran past `max_rank` on the last step), and the last

@@ -9,9 +9,11 @@ use candle_core::{DType, Shape, Tensor, Var};
 use rayon::prelude::*;
 
 use super::config::{MuonConfig, NewtonMuonConfig};
+use super::kept::Precond;
 use super::linalg::cholesky_inverse;
 use super::muon::Muon;
-use super::{grad_of, load_group, Grads, Group, Optimizer, Slot, Visitor};
+use super::spectral::symmetric_eigenvalues;
+use super::{grad_of, load_group, Grads, Group, Keeper, Optimizer, Slot, Visitor};
 
 /// One input statistic: S (EMA of XᵀX/N), its damped inverse K⁻¹, and this step's accumulator.
 struct Stat {
@@ -198,13 +200,58 @@ impl NewtonMuon {
 /// n × n statistic `s` (row-major); None where the Cholesky factorisation fails.
 fn damped_inverse(s: &[f32], ridge: f64) -> Option<Vec<f32>> {
     let n = (s.len() as f64).sqrt() as usize;
-    let trace: f64 = (0..n).map(|i| s[i * n + i] as f64).sum();
-    let damp = ridge * trace / n as f64 + 1e-8;
+    let damp = damping(s, ridge);
     let mut k: Vec<f64> = s.iter().map(|&x| x as f64).collect();
     for i in 0..n {
         k[i * n + i] += damp;
     }
     cholesky_inverse(&k, n).map(|v| v.into_iter().map(|x| x as f32).collect())
+}
+
+/// The ridge d = `ridge`·tr(S)/n + 1e-8 of K = S + d·I, for the n × n statistic `s` (row-major).
+pub fn damping(s: &[f32], ridge: f64) -> f64 {
+    let n = (s.len() as f64).sqrt() as usize;
+    let trace: f64 = (0..n).map(|i| s[i * n + i] as f64).sum();
+    ridge * trace / n as f64 + 1e-8
+}
+
+/// How the preconditioner K = blockdiag(S_j + d_j·I) of one matrix is conditioned
+/// (docs/diagnostics.md).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Conditioning {
+    /// λmax(K)/λmin(K) over all blocks.
+    pub k_cond: f64,
+    /// The ridge's share of the trace, Σ n_j·d_j / tr K.
+    pub ridge_share: f64,
+    /// The share of K's eigenvalues whose ridge d_j exceeds the statistic's own eigenvalue.
+    pub ridge_dominated: f64,
+}
+
+/// The [`Conditioning`] of the K kept in `p`, from the eigenvalues of each S_j in f64 (those of
+/// K are the same plus d_j).
+pub fn conditioning(p: &Precond) -> Result<Conditioning> {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    let (mut ridge_trace, mut trace) = (0.0, 0.0);
+    let (mut dominated, mut total) = (0usize, 0usize);
+    for s in &p.blocks {
+        let n = s.dim(0)?;
+        let host = s.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let d = damping(&host, p.ridge);
+        let host: Vec<f64> = host.into_iter().map(f64::from).collect();
+        // Ascending.
+        let ev = symmetric_eigenvalues(&host, n)?;
+        lo = lo.min(ev[0] + d);
+        hi = hi.max(ev[n - 1] + d);
+        ridge_trace += n as f64 * d;
+        trace += ev.iter().sum::<f64>() + n as f64 * d;
+        dominated += ev.iter().filter(|&&l| l < d).count();
+        total += n;
+    }
+    Ok(Conditioning {
+        k_cond: hi / lo,
+        ridge_share: ridge_trace / trace,
+        ridge_dominated: dominated as f64 / total as f64,
+    })
 }
 
 impl Optimizer for NewtonMuon {
@@ -219,6 +266,16 @@ impl Optimizer for NewtonMuon {
     fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
         if self.t.is_multiple_of(self.cfg.refresh.max(1) as u64) {
             self.refresh()?;
+        }
+        if let Some(keeper) = self.muon.keeper() {
+            // The statistic behind the inverse this step applies (its last refresh).
+            for (name, blocks) in &self.stats {
+                if let Some(k) = keeper.entry(name) {
+                    let blocks = blocks.iter().map(|st| st.s.clone()).collect();
+                    let ridge = self.cfg.ridge;
+                    k.precond = Some(Precond { blocks, ridge });
+                }
+            }
         }
         let mut pg = Grads::new();
         for (name, var) in &self.muon.group().params {
@@ -262,6 +319,10 @@ impl Optimizer for NewtonMuon {
             ),
             ("missing_inputs".to_string(), self.missing_inputs as f64),
         ]
+    }
+
+    fn keeper(&mut self) -> Option<&mut Keeper> {
+        self.muon.keeper()
     }
 
     fn wants_layer_inputs(&self, step: usize) -> bool {

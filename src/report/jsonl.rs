@@ -1,7 +1,7 @@
 //! Reading a run's `log.jsonl` (docs/run-format.md) with the trainer's own [`Record`] type, also
 //! while the trainer is appending to it.
 use super::load::{Scalars, TrainPoint, ValPoint};
-use crate::train::log::Record;
+use crate::train::log::{Diag, LayerDiag, Record};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::path::Path;
@@ -55,12 +55,16 @@ impl ParsedLog {
                 step_ms,
                 train_time_ms,
                 comm_ms,
+                diag_ms,
             } => {
                 for (group, lr) in lrs {
                     self.push(format!("lr/{group}"), step, lr);
                 }
                 if let Some(ms) = comm_ms {
                     self.push("time/comm_ms".to_string(), step, ms);
+                }
+                if let Some(ms) = diag_ms {
+                    self.push("time/diag_ms".to_string(), step, ms);
                 }
                 self.train.push(TrainPoint {
                     step: step as u64,
@@ -81,6 +85,55 @@ impl ParsedLog {
             Record::Target { .. } | Record::Epoch { .. } => {}
         }
     }
+
+    /// File a `diag` record: every field of every matrix as `diag/<matrix>/<field>`, and the
+    /// medians over the matrices that `compare` plots as `diag/median/<field>`.
+    fn add_diag(&mut self, diag: Diag) {
+        let step = diag.step;
+        for field in MEDIAN_FIELDS {
+            let values: Vec<f64> = diag.layers.values().map(|l| field.1(l)).collect();
+            if let Some(m) = median(values) {
+                self.push(format!("diag/median/{}", field.0), step, m);
+            }
+        }
+        for (name, layer) in diag.layers {
+            for (field, value) in layer_fields(&layer) {
+                self.push(format!("diag/{name}/{field}"), step, value);
+            }
+        }
+    }
+}
+
+/// The fields whose median over the matrices `compare` plots against the step.
+pub(crate) const MEDIAN_FIELDS: [(&str, fn(&LayerDiag) -> f64); 2] = [
+    ("nuc_fro_ratio", |l| l.nuc_fro_ratio),
+    ("stable_rank", |l| l.stable_rank),
+];
+
+/// The median of the finite values, `None` when there are none.
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    })
+}
+
+/// Every field of one matrix's diagnostics that the record has, by its log name. Going through
+/// serde keeps this list the record's own: a field added to [`LayerDiag`] shows up here as is.
+fn layer_fields(layer: &LayerDiag) -> Vec<(String, f64)> {
+    let Ok(serde_json::Value::Object(map)) = serde_json::to_value(layer) else {
+        return Vec::new();
+    };
+    map.into_iter()
+        .map(|(k, v)| (k, v.as_f64().unwrap_or(f64::NAN)))
+        .collect()
 }
 
 /// Parse `log.jsonl`. A last line that is not JSON is the trainer mid-append and is skipped;
@@ -101,6 +154,12 @@ pub(crate) fn parse_log(path: &Path, text: &str) -> Result<ParsedLog> {
             Err(e) => bail!("{}: malformed JSON: {e}", at()),
         };
         let kind = match kind.as_str() {
+            Some("diag") => {
+                let diag: Diag = serde_json::from_str(line)
+                    .with_context(|| format!("{}: bad diag record", at()))?;
+                log.add_diag(diag);
+                continue;
+            }
             Some(k @ ("train" | "val" | "target" | "diverged" | "optim" | "epoch")) => k,
             // Kinds added to the log later are skipped.
             Some(_) => continue,

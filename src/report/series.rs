@@ -3,6 +3,7 @@
 //! mean over its seeds with a ± one standard deviation band. Each point keeps its step, tokens
 //! and train time, so one set of curves serves every x axis (`--x`, the HTML page's switch).
 use super::comparison::Comparison;
+use super::jsonl::MEDIAN_FIELDS;
 use super::load::RunRecord;
 use super::palette::{self, Rgb};
 use super::stats::{ema_debiased, mean_std};
@@ -65,6 +66,9 @@ pub struct Entry {
     pub train: Curve,
     /// The train loss smoothed by [`ema_debiased`].
     pub train_ema: Curve,
+    /// The median over the matrices of each of [`MEDIAN_FIELDS`] on the diagnostics steps
+    /// (docs/diagnostics.md); empty curves when the run has no `diag` records.
+    pub diag: Vec<Curve>,
 }
 
 /// Every run, and the seed groups with n ≥ 2.
@@ -124,6 +128,38 @@ fn train_curves(run: &RunRecord, smooth: f64) -> (Curve, Curve) {
     (raw, ema)
 }
 
+/// Per field of [`MEDIAN_FIELDS`], its median over the matrices against the step, with tokens
+/// and train time taken from the train record of the same step.
+fn diag_curves(run: &RunRecord) -> Vec<Curve> {
+    let at: BTreeMap<u64, (Option<f64>, f64)> = run
+        .train
+        .iter()
+        .map(|t| (t.step, (t.tokens.map(|x| x as f64), t.train_time_ms)))
+        .collect();
+    MEDIAN_FIELDS
+        .iter()
+        .map(|(field, _)| {
+            let pts = run.scalars.get(&format!("diag/median/{field}"));
+            pts.into_iter()
+                .flatten()
+                .filter(|(_, y)| y.is_finite())
+                // A diag record always follows its step's train record; one without it (a
+                // log cut mid-step) has no x on the time axis and is left out.
+                .filter_map(|&(step, y)| {
+                    let &(tokens, time_ms) = at.get(&step)?;
+                    Some(Pt {
+                        step,
+                        tokens,
+                        time_ms,
+                        y,
+                        band: None,
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// The mean over the members at the steps every member has, with ± sd as the band. Tokens and
 /// train time are averaged too (seeds of one config share steps and tokens; their clocks differ).
 pub fn mean_curve(members: &[&Curve]) -> Curve {
@@ -170,6 +206,7 @@ impl Comparison<'_> {
                     val: val_curve(r),
                     train,
                     train_ema,
+                    diag: diag_curves(r),
                 }
             })
             .collect();
@@ -194,6 +231,13 @@ impl Comparison<'_> {
                         .map(|p| Pt { band: None, ..p })
                         .collect(),
                     train_ema: of(|e| &e.train_ema),
+                    diag: (0..MEDIAN_FIELDS.len())
+                        .map(|k| {
+                            let cs: Vec<&Curve> =
+                                g.members.iter().map(|&i| &runs[i].diag[k]).collect();
+                            mean_curve(&cs)
+                        })
+                        .collect(),
                 }
             })
             .collect();

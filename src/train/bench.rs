@@ -1,13 +1,19 @@
 //! Timing of [`Trainer::step`] itself, on synthetic shards of random tokens in a temporary
-//! directory, so that `speedrun bench model` measures exactly what training runs.
+//! directory, so that `speedrun bench model` measures exactly what training runs; and of one
+//! diagnostics pass (`speedrun bench diag`).
+
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 
 use super::config::Config;
+use super::diagnostics::Pass;
 use super::trainer::{Resume, RunOptions, Trainer};
 use crate::device::Exec;
 use crate::model::GptConfig;
+use crate::optim::spectral::SvMethod;
+use crate::optim::{self, Method, OptimConfig};
 
 /// Median step time of a preset.
 #[derive(Debug, Clone, Copy)]
@@ -100,4 +106,79 @@ fn random_shard(path: &std::path::Path, n: usize, vocab: usize, seed: u64) -> Re
 pub fn flops_per_token(c: &GptConfig) -> f64 {
     let n = c.num_params() as f64;
     6.0 * n + 6.0 * (c.n_layer * c.seq_len * c.n_embd) as f64
+}
+
+/// Median milliseconds of one diagnostics pass: before the optimizer step (gradient spectra) and
+/// after it (update spectra and the optimizer's values); and the process CPU time of the pass,
+/// all threads together (Linux; None elsewhere), which a machine shared with other jobs changes
+/// less than the wall time.
+#[derive(Debug, Clone, Copy)]
+pub struct DiagBench {
+    pub before_ms: f64,
+    pub after_ms: f64,
+    pub total_ms: f64,
+    pub cpu_ms: Option<f64>,
+}
+
+/// User + system CPU seconds of this process so far, from /proc/self/stat (clock ticks of
+/// 1/100 s, Linux's USER_HZ); None where there is no such file.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name in parentheses: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Time `iters` diagnostics passes of `method` (default hyperparameters) over random weights and
+/// gradients of the given shapes, singular values by `sv`, after one untimed pass; the optimizer
+/// steps between the two halves are not timed.
+pub fn bench_diagnostics(
+    method: Method,
+    exec: &Exec,
+    shapes: &[(usize, usize)],
+    iters: usize,
+    sv: SvMethod,
+) -> Result<DiagBench> {
+    if iters == 0 {
+        bail!("--iters must be at least 1");
+    }
+    let device = &exec.device;
+    let (params, grads) = optim::bench::bench_params(device, shapes)?;
+    let cfg = OptimConfig {
+        name: method,
+        ..OptimConfig::default()
+    };
+    let mut set = optim::build(&cfg, &params, exec.ns_dtype)?;
+    let (mut before, mut after, mut total, mut cpu) = (vec![], vec![], vec![], vec![]);
+    for i in 0..=iters {
+        let (t0, c0) = (Instant::now(), cpu_seconds());
+        let pass = Pass::before(i + 1, &grads, &mut set, device, sv)?
+            .context("the bench shapes have no hidden matrix")?;
+        let (b, c1) = (t0.elapsed().as_secs_f64() * 1e3, cpu_seconds());
+        set.step(&grads, 1.0)?;
+        device.synchronize()?;
+        let (t1, c2) = (Instant::now(), cpu_seconds());
+        pass.after(&mut set, device)?;
+        let (a, c3) = (t1.elapsed().as_secs_f64() * 1e3, cpu_seconds());
+        if i > 0 {
+            before.push(b);
+            after.push(a);
+            total.push(a + b);
+            if let (Some(c0), Some(c1), Some(c2), Some(c3)) = (c0, c1, c2, c3) {
+                cpu.push((c1 - c0 + c3 - c2) * 1e3);
+            }
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|x, y| x.total_cmp(y));
+        v.get(v.len() / 2).copied()
+    };
+    Ok(DiagBench {
+        before_ms: median(before).unwrap_or(f64::NAN),
+        after_ms: median(after).unwrap_or(f64::NAN),
+        total_ms: median(total).unwrap_or(f64::NAN),
+        cpu_ms: median(cpu),
+    })
 }

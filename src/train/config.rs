@@ -97,6 +97,42 @@ pub struct TrainConfig {
     /// Print a train line every this many steps (the JSONL log gets every step).
     #[serde(default = "default_log_every")]
     pub log_every: usize,
+    /// Write the optimizer diagnostics (a `diag` record, docs/diagnostics.md) for every step whose
+    /// number is a multiple of this; 0: none. Left out of the saved config when 0, so the resume
+    /// hash of runs from before the field existed is unchanged.
+    #[serde(
+        default,
+        deserialize_with = "steps_or_off",
+        skip_serializing_if = "is_zero"
+    )]
+    pub diagnostics_every: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// `train.diagnostics_every`: a whole number ≥ 0. A negative, fractional or non-numeric value is
+/// an error that names the field and says what is wanted.
+fn steps_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<usize, D::Error> {
+    use serde::de::{Error, Unexpected};
+    struct Steps;
+    impl serde::de::Visitor<'_> for Steps {
+        type Value = usize;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("train.diagnostics_every as a whole number of steps >= 0 (0 = off)")
+        }
+        fn visit_u64<E: Error>(self, v: u64) -> std::result::Result<usize, E> {
+            usize::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+        }
+        fn visit_i64<E: Error>(self, v: i64) -> std::result::Result<usize, E> {
+            usize::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+        }
+        fn visit_f64<E: Error>(self, v: f64) -> std::result::Result<usize, E> {
+            Err(E::invalid_type(Unexpected::Float(v), &self))
+        }
+    }
+    d.deserialize_any(Steps)
 }
 
 fn default_ranks() -> usize {
@@ -241,12 +277,14 @@ impl Config {
         out
     }
 
-    /// The config with the fields a resume may change zeroed.
+    /// The config with the fields a resume may change zeroed (bookkeeping and diagnostics).
     fn hashed(&self) -> Config {
         let mut c = self.clone();
         c.train.checkpoint_every = 0;
         c.train.keep_checkpoints = 0;
         c.train.log_every = 0;
+        // Diagnostics read the run; they change nothing in it.
+        c.train.diagnostics_every = 0;
         c
     }
 

@@ -1,5 +1,6 @@
 //! Run logging: the modded-nanogpt console line, an indicatif progress bar and a JSONL log with one
-//! record per step and per validation (format in docs/run-format.md).
+//! record per step and per validation, and a `diag` record per diagnostics step (format in
+//! docs/run-format.md).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -33,6 +34,10 @@ pub enum Record {
         /// Milliseconds of the step spent in all-reduces (only in a data-parallel run).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         comm_ms: Option<f64>,
+        /// Milliseconds spent on the step's diagnostics (only on diagnostics steps); not in
+        /// `step_ms` nor on the clock.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        diag_ms: Option<f64>,
     },
     Val {
         step: usize,
@@ -79,6 +84,53 @@ impl Record {
     }
 }
 
+/// A `diag` line of `log.jsonl`: the spectra and optimizer values of the optimizer step that
+/// completed step `step`, per 2-D hidden matrix (docs/diagnostics.md). Its own type rather than a
+/// [`Record`] variant: it is large, written on a few steps only, and readers that match every
+/// record kind skip it by its `kind` until they show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename = "diag")]
+pub struct Diag {
+    pub step: usize,
+    /// By PyTorch weight name; a packed `c_attn` as `NAME.q`, `NAME.k`, `NAME.v`.
+    pub layers: BTreeMap<String, LayerDiag>,
+}
+
+/// One matrix of a [`Diag`] record (docs/diagnostics.md defines every field). The optional
+/// fields are written only by the optimizers that have them; a non-finite value is written as
+/// `null` (read back as NaN, or as absent for an optional field).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerDiag {
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub grad_fro: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub grad_nuc: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub grad_spec: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub stable_rank: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub nuc_fro_ratio: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_rms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_spec: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_sigma_min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_sigma_max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k_cond: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ridge_share: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ridge_dominated: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tau: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_rank: Option<f64>,
+}
+
 /// `null` (how serde_json writes NaN and ±inf) or `"nan"` as NaN; any other non-number is an error.
 fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     #[derive(Deserialize)]
@@ -119,7 +171,8 @@ impl JsonlLog {
         JsonlLog { file: None }
     }
 
-    pub fn write(&mut self, rec: &Record) -> Result<()> {
+    /// Append one record ([`Record`] or [`Diag`]) as a line.
+    pub fn write<R: Serialize>(&mut self, rec: &R) -> Result<()> {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };

@@ -1,6 +1,6 @@
 //! The trainer: presets and overrides ([`config`], data paths in [`data_root`]), the record-4 LR
 //! schedule ([`schedule`]), the [`Trainer`] ([`trainer`]: open, run, step, validate; what it
-//! writes in `outputs`; how it starts in `start`), one [`progress::Progress`] behind the
+//! writes in `outputs`; how it starts in `start`), the optimizer diagnostics ([`diagnostics`]), one [`progress::Progress`] behind the
 //! checkpoint state and the summary, logs ([`log`]), atomic safetensors checkpoints
 //! ([`checkpoint`]), early endings ([`outcome`], [`signals`]), races ([`race`]) and the step bench
 //! ([`bench`]).
@@ -9,6 +9,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data_root;
+pub mod diagnostics;
 pub use crate::dist;
 mod init;
 pub mod log;

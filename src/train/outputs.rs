@@ -122,7 +122,11 @@ impl Trainer {
             step_ms: out.ms,
             train_time_ms,
             comm_ms: out.comm_ms,
+            diag_ms: out.diag.as_ref().map(|d| d.ms),
         })?;
+        if let Some(d) = &out.diag {
+            self.log.write(&d.record)?;
+        }
         let epoch = self.train_loader.epoch();
         if epoch != self.epoch_seen {
             self.log.write(&Record::Epoch { step, epoch })?;

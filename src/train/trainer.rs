@@ -1,5 +1,5 @@
 //! The training loop: gradient accumulation over the record's ranks, the record-4 clock,
-//! validation, time-to-target, checkpoints and exact resume.
+//! validation, optimizer diagnostics, time-to-target, checkpoints and exact resume.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use anyhow::{anyhow, bail, Result};
 use candle_core::Tensor;
 
 use super::config::Config;
+use super::diagnostics::{self, Pass, SV_METHOD};
 use super::dist;
 use super::log::{self, Console, JsonlLog, Record};
 use super::outcome::Stopped;
@@ -24,16 +25,17 @@ use crate::model::{Gpt, LayerInputSink};
 use crate::optim::{LayerInputRouter, OptimizerSet};
 
 /// One finished optimizer step.
-#[derive(Debug, Clone, Copy)]
 pub struct StepOutcome {
     /// Mean train loss over the step's micro-batches.
     pub loss: f64,
-    /// Wall time of the step (forward, backward, optimizer, device sync).
+    /// Wall time of the step (forward, backward, optimizer, device sync), diagnostics excluded.
     pub ms: f64,
     /// The schedule's lr multiplier used.
     pub lr_mult: f64,
     /// Time in the step's all-reduces (data-parallel runs only).
     pub comm_ms: Option<f64>,
+    /// The step's diagnostics, on `train.diagnostics_every` steps (rank 0 only).
+    pub diag: Option<diagnostics::Done>,
 }
 
 /// A run: model, optimizer, data and run directory, advanced one step at a time.
@@ -231,12 +233,23 @@ impl Trainer {
         }
         let train = &self.cfg.train;
         let mult = lr_mult(step, train.steps, train.warmup_steps, train.warmdown_steps);
+        // Rank 0 alone writes the log, so it alone spends the time: the others wait for it at the
+        // next collective, as they do for its validation log lines.
+        let every = train.diagnostics_every;
+        let pass = if every > 0 && (step + 1) % every == 0 && dist::is_root() {
+            Pass::before(step + 1, &grads, &mut self.opt, device, SV_METHOD)?
+        } else {
+            None
+        };
         self.opt.step(&grads, mult)?;
         drop(grads);
         device.synchronize()?;
+        let diag = pass.map(|p| p.after(&mut self.opt, device)).transpose()?;
         // The gradient all-reduce and the optimizers' all-gathers of this step.
         let comm_ms = (dist::size() > 1).then(dist::take_comm_ms);
-        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        // Diagnostics are off the record-4 clock, as validation is.
+        let diag_ms = diag.as_ref().map_or(0.0, |d| d.ms);
+        let ms = t0.elapsed().as_secs_f64() * 1e3 - diag_ms;
         self.progress.finish_step(ms);
         let loss = loss[0] / self.geo.accum as f64;
         Ok(StepOutcome {
@@ -244,6 +257,7 @@ impl Trainer {
             ms,
             lr_mult: mult,
             comm_ms,
+            diag,
         })
     }
 

@@ -13,6 +13,7 @@ use super::*;
 
 mod neon;
 mod ns;
+mod spectral;
 mod state;
 
 use state::{toy_grads, toy_params};

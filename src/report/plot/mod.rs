@@ -1,12 +1,15 @@
 //! Static plots (`--plot`, SVG or PNG): a val-loss panel and a train-loss panel (smoothed, raw
-//! faint) against step, tokens or train time, each seed group with n ≥ 2 as its mean with a ± sd
-//! band, the target as a dashed line and the legend in a column of its own. Drawn with plotters
+//! faint) against step, tokens or train time, and below them, when the runs logged optimizer
+//! diagnostics, the gradient's `nuc_fro_ratio` and `stable_rank` (medians over the matrices);
+//! each seed group with n ≥ 2 as its mean with a ± sd band, the target as a dashed line and the
+//! legend in a column of its own. Drawn with plotters
 //! as SVG; a PNG is that SVG rasterised by resvg with the same embedded font, so both formats
 //! read alike (plotters' own bitmap text backend misplaces glyphs: "adam w", "0. 0036").
 mod legend;
 mod panel;
 
 use super::comparison::Comparison;
+use super::jsonl::MEDIAN_FIELDS;
 use super::series::{Curve, Entries, Entry, XAxis};
 use super::ticks::x_unit;
 use anyhow::{anyhow, bail, Context, Result};
@@ -111,8 +114,9 @@ fn band(e: &Entry, curve: &Curve, axis: XAxis, div: f64) -> Option<Band> {
     })
 }
 
-/// The two panels and the legend items of the comparison.
-fn layout(cmp: &Comparison, entries: &Entries, opts: &PlotOpts) -> (Panel, Panel, Vec<Item>) {
+/// The loss panels, the diagnostics panels (none when no run has `diag` records) and the legend
+/// items of the comparison.
+fn layout(cmp: &Comparison, entries: &Entries, opts: &PlotOpts) -> (Vec<Panel>, Vec<Item>) {
     let shown = entries.grouped();
     let axis = opts.x;
     let max_raw = shown
@@ -139,6 +143,13 @@ fn layout(cmp: &Comparison, entries: &Entries, opts: &PlotOpts) -> (Panel, Panel
     );
     let title = format!("train loss (EMA {}, raw faint)", entries.smooth);
     let mut train = panel(title, "train loss", None, "no train records yet");
+    let mut diag: Vec<Panel> = MEDIAN_FIELDS
+        .iter()
+        .map(|(field, _)| {
+            let title = format!("gradient {field}, median over matrices");
+            panel(title, field, None, "no diag records")
+        })
+        .collect();
     let mut items = Vec::new();
     let mut no_x = Vec::new();
     for e in &shown {
@@ -154,6 +165,10 @@ fn layout(cmp: &Comparison, entries: &Entries, opts: &PlotOpts) -> (Panel, Panel
         train.lines.push(line(&e.train_ema, 1.0, 2, false));
         val.bands.extend(band(e, &e.val, axis, div));
         train.bands.extend(band(e, &e.train_ema, axis, div));
+        for (p, c) in diag.iter_mut().zip(&e.diag) {
+            p.lines.push(line(c, 1.0, 2, c.len() <= 60));
+            p.bands.extend(band(e, c, axis, div));
+        }
         if e.val.iter().chain(&e.train).any(|p| axis.x(p).is_none()) {
             no_x.push(e.label.as_str());
         }
@@ -179,24 +194,32 @@ fn layout(cmp: &Comparison, entries: &Entries, opts: &PlotOpts) -> (Panel, Panel
             label: format!("no tokens logged: {}", no_x.join(", ")),
         });
     }
-    (val, train, items)
+    let mut panels = vec![val, train];
+    if diag
+        .iter()
+        .any(|p| !p.lines.iter().all(|l| l.pts.is_empty()))
+    {
+        panels.append(&mut diag);
+    }
+    (panels, items)
 }
 
 fn draw_svg(cmp: &Comparison, opts: &PlotOpts) -> Result<String> {
     register_font()?;
     let entries = cmp.entries(opts.smooth);
-    let (val, train, items) = layout(cmp, &entries, opts);
+    let (panels, items) = layout(cmp, &entries, opts);
+    let rows = panels.len().div_ceil(2);
     let legend_w = legend::width(&items);
-    let h = MIN_H.max(60 + items.len() as u32 * legend::ROW as u32);
+    let h = (rows as u32 * MIN_H).max(60 + items.len() as u32 * legend::ROW as u32);
     let size = (2 * PANEL_W + legend_w, h);
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("drawing: {e}"))?;
         let (charts, legend_area) = root.split_horizontally(2 * PANEL_W);
-        let panels = charts.split_evenly((1, 2));
-        val.draw(&panels[0])?;
-        train.draw(&panels[1])?;
+        for (panel, area) in panels.iter().zip(charts.split_evenly((rows, 2))) {
+            panel.draw(&area)?;
+        }
         legend::draw(&legend_area, &items)?;
         root.present().map_err(|e| anyhow!("drawing: {e}"))?;
     }

@@ -252,3 +252,68 @@ fn png_is_the_svg_rasterised_at_twice_its_size() {
     );
     assert!(e.contains("does not exist"), "{e}");
 }
+
+#[test]
+fn diagnostics_add_median_panels_only_when_logged() {
+    let title = "gradient nuc_fro_ratio, median over matrices";
+    let runs = all_fixtures();
+    let plain = Comparison::new(&runs, Some(3.28))
+        .plot_svg(&Default::default())
+        .unwrap();
+    assert!(!svg_texts(&plain).iter().any(|t| t == title));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = String::new();
+    for step in 1..=4u32 {
+        log += &format!(
+            r#"{{"kind":"train","step":{step},"loss":9.0,"tokens":{},"step_ms":5.0,"train_time_ms":{}}}"#,
+            64 * step,
+            10 * step
+        );
+        log += "\n";
+        if step % 2 == 0 {
+            let layer = |r: f64| {
+                format!(
+                    r#"{{"grad_fro":1,"grad_nuc":2,"grad_spec":1,"stable_rank":{},"nuc_fro_ratio":{r}}}"#,
+                    r / 4.0
+                )
+            };
+            let ratio = 100.0 * f64::from(step);
+            log += &format!(
+                r#"{{"kind":"diag","step":{step},"layers":{{"a":{},"b":{}}}}}"#,
+                layer(ratio - 50.0),
+                layer(ratio + 50.0)
+            );
+            log += "\n";
+        }
+    }
+    std::fs::write(dir.path().join("log.jsonl"), log).unwrap();
+    let mut runs = all_fixtures();
+    runs.push(crate::report::load::load_run(dir.path()).unwrap());
+    let cmp = Comparison::new(&runs, Some(3.28));
+    let entries = cmp.entries(0.9);
+    let e = entries.runs.last().unwrap();
+    // Medians (200, 400) and (50, 100), at the train records' tokens and times.
+    let ys: Vec<(u64, f64, Option<f64>)> =
+        e.diag[0].iter().map(|p| (p.step, p.y, p.tokens)).collect();
+    assert_eq!(ys, vec![(2, 200.0, Some(128.0)), (4, 400.0, Some(256.0))]);
+    assert_eq!(e.diag[1][1].y, 100.0);
+    assert_eq!(e.diag[1][1].time_ms, 40.0);
+    for x in XAxis::ALL {
+        let svg = cmp
+            .plot_svg(&plot::PlotOpts {
+                x,
+                ..Default::default()
+            })
+            .unwrap();
+        let texts = svg_texts(&svg);
+        assert!(texts.iter().any(|t| t == title), "{x:?}: {texts:?}");
+        assert!(texts
+            .iter()
+            .any(|t| t == "gradient stable_rank, median over matrices"));
+        // Two rows of panels: twice the height of the plain plot.
+        assert_eq!(attr(&svg, "height"), 2.0 * attr(&plain, "height"));
+        // The ratio's axis reaches its 400.
+        assert!(texts.iter().any(|t| t == "400"), "{texts:?}");
+    }
+}

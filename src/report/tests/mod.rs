@@ -313,7 +313,7 @@ fn diverged_run_with_null_loss_is_kept_and_left_out_of_loss_stats() {
 
 #[test]
 fn unknown_record_kinds_are_skipped() {
-    // Kinds added to the log later (e.g. "diag") are skipped; "target" records are read and
+    // Kinds added to the log later are skipped; "target" records are read and
     // checked but the target is recomputed from the val records.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -321,7 +321,7 @@ fn unknown_record_kinds_are_skipped() {
         concat!(
             r#"{"kind":"val","step":0,"val_loss":10.8,"tokens":0,"train_time_ms":0.0}"#,
             "\n",
-            r#"{"kind":"diag","step":1,"grad_norm":0.5}"#,
+            r#"{"kind":"hessian","step":1,"trace":0.5}"#,
             "\n",
             r#"{"kind":"target","step":0,"tokens":0,"train_time_ms":0.0,"val_loss":10.8}"#,
             "\n",
@@ -338,4 +338,49 @@ fn unknown_record_kinds_are_skipped() {
         e.contains("log.jsonl:1: record without a \"kind\" string"),
         "{e}"
     );
+}
+
+#[test]
+fn diag_records_become_scalars_and_medians() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = |fro: f64, ratio: f64, rank: f64| {
+        format!(
+            r#"{{"grad_fro":{fro},"grad_nuc":1.0,"grad_spec":0.5,"stable_rank":{rank},"nuc_fro_ratio":{ratio},"update_rms":0.001,"kept_rank":3}}"#
+        )
+    };
+    let diag = format!(
+        r#"{{"kind":"diag","step":1,"layers":{{"a":{},"b":{},"c":{}}}}}"#,
+        layer(2.0, 10.0, 4.0),
+        layer(1.0, 30.0, 2.0),
+        // A diverging matrix: its null is NaN in its own series and left out of the medians.
+        r#"{"grad_fro":null,"grad_nuc":null,"grad_spec":null,"stable_rank":null,"nuc_fro_ratio":null}"#,
+    );
+    let log = [
+        r#"{"kind":"train","step":1,"loss":9.9,"tokens":64,"step_ms":5.0,"train_time_ms":0.0,"diag_ms":12.5}"#,
+        diag.as_str(),
+    ]
+    .join("\n");
+    std::fs::write(dir.path().join("log.jsonl"), log + "\n").unwrap();
+    let r = load_run(dir.path()).unwrap();
+    let s = &r.scalars;
+    assert_eq!(s["time/diag_ms"], vec![(1, 12.5)]);
+    assert_eq!(s["diag/a/grad_fro"], vec![(1, 2.0)]);
+    assert_eq!(s["diag/b/kept_rank"], vec![(1, 3.0)]);
+    assert_eq!(s["diag/b/update_rms"], vec![(1, 0.001)]);
+    assert!(s["diag/c/grad_fro"][0].1.is_nan());
+    assert!(
+        !s.contains_key("diag/c/update_rms"),
+        "absent optional fields stay absent"
+    );
+    assert_eq!(s["diag/median/nuc_fro_ratio"], vec![(1, 20.0)]);
+    assert_eq!(s["diag/median/stable_rank"], vec![(1, 3.0)]);
+    // 3 matrices: 5 + 7 + 7 fields, 2 medians, diag_ms.
+    assert_eq!(s.len(), 5 + 7 + 7 + 2 + 1);
+
+    // A diag record that is not one names its file and line.
+    let bad = r#"{"kind":"diag","step":1,"layers":{"a":{"grad_fro":1.0}}}"#;
+    std::fs::write(dir.path().join("log.jsonl"), format!("{bad}\n{bad}\n")).unwrap();
+    let e = format!("{:#}", load_run(dir.path()).unwrap_err());
+    assert!(e.contains("log.jsonl:1: bad diag record"), "{e}");
+    assert!(e.contains("missing field `grad_nuc`"), "{e}");
 }

@@ -82,9 +82,9 @@ fn exported_scalars_are_the_logs() {
         run.join("log.jsonl"),
         concat!(
             r#"{"kind":"val","step":0,"val_loss":10.8,"tokens":0,"train_time_ms":0.0}"#, "\n",
-            r#"{"kind":"train","step":1,"loss":10.7,"lrs":{"head":0.004,"newton_muon":0.0012},"tokens":2048,"step_ms":1500.0,"train_time_ms":0.0}"#, "\n",
+            r#"{"kind":"train","step":1,"loss":10.7,"lrs":{"head":0.004,"newton_muon":0.0012},"tokens":2048,"step_ms":1500.0,"train_time_ms":0.0,"diag_ms":80.0}"#, "\n",
             r#"{"kind":"optim","step":1,"values":{"newton_muon.cholesky_failures":0.0,"newton_muon.ridge":0.2}}"#, "\n",
-            r#"{"kind":"diag","step":1,"layers":{"h.0.attn":{"grad_fro":1.5}}}"#, "\n",
+            r#"{"kind":"diag","step":1,"layers":{"h.0.mlp":{"grad_fro":1.5,"grad_nuc":9.0,"grad_spec":0.75,"stable_rank":4.0,"nuc_fro_ratio":36.0,"update_rms":0.002,"k_cond":17.5},"h.1.mlp":{"grad_fro":1.0,"grad_nuc":3.0,"grad_spec":1.0,"stable_rank":1.0,"nuc_fro_ratio":9.0}}}"#, "\n",
             r#"{"kind":"train","step":2,"loss":9.9,"lrs":{"head":0.004,"newton_muon":0.0012},"tokens":4096,"step_ms":1400.0,"train_time_ms":0.0}"#, "\n",
             r#"{"kind":"val","step":2,"val_loss":9.5,"tokens":4096,"train_time_ms":0.0}"#, "\n",
         ),
@@ -135,6 +135,20 @@ fn exported_scalars_are_the_logs() {
                         );
                     }
                     expected += 4 + rec["lrs"].as_object().unwrap().len();
+                    if let Some(ms) = rec.get("diag_ms") {
+                        assert_eq!(at("time/diag_ms"), Some(f32_of(ms)));
+                        expected += 1;
+                    }
+                }
+                "diag" => {
+                    // Every field of every matrix, and the two medians `compare` plots.
+                    for (name, fields) in rec["layers"].as_object().unwrap() {
+                        for (k, v) in fields.as_object().unwrap() {
+                            assert_eq!(at(&format!("diag/{name}/{k}")), Some(f32_of(v)), "{k}");
+                            expected += 1;
+                        }
+                    }
+                    expected += 2;
                 }
                 "val" => {
                     assert_eq!(at("loss/val"), Some(f32_of(&rec["val_loss"])));
@@ -156,6 +170,8 @@ fn exported_scalars_are_the_logs() {
     // The zero-valued diagnostic is there (a oneof, not a dropped proto3 default).
     let nm = read_events(&files[6]);
     assert_eq!(nm[&1]["optim/newton_muon.cholesky_failures"], 0.0);
+    assert_eq!(nm[&1]["diag/median/nuc_fro_ratio"], 22.5);
+    assert_eq!(nm[&1]["diag/median/stable_rank"], 2.5);
     // Exporting again replaces the file rather than adding a second one.
     tb::export(&runs, &out).unwrap();
     assert_eq!(std::fs::read_dir(out.join("nm-s0")).unwrap().count(), 1);

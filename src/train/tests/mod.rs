@@ -6,6 +6,8 @@ use super::checkpoint;
 use super::config::{self, Config};
 use super::trainer::{train, Resume, RunOptions};
 
+mod diagnostics;
+
 /// A 2-layer, width-32 model on the shipped shards: 6 steps of 256 tokens (2 micro-batches).
 fn tiny(optim: &str, extra: &[&str]) -> Config {
     let mut sets: Vec<String> = [
@@ -62,8 +64,12 @@ fn records(dir: &Path) -> Vec<(String, u64, String)> {
         .collect()
 }
 
+/// A straight run and one stopped at step 3 and resumed write the same log, bit for bit: losses,
+/// optimizer records, and a diag record on every step.
 fn straight_vs_resumed(optim: &str, extra: &[&str]) {
-    let cfg = tiny(optim, extra);
+    let mut sets = vec!["train.diagnostics_every=1"];
+    sets.extend(extra);
+    let cfg = tiny(optim, &sets);
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("a");
     let b = tmp.path().join("b");
@@ -84,6 +90,7 @@ fn straight_vs_resumed(optim: &str, extra: &[&str]) {
         sa.final_val_loss.map(f64::to_bits),
         sb.final_val_loss.map(f64::to_bits)
     );
+    diagnostics::check_run(&a, optim, &[1, 2, 3, 4, 5, 6]);
 }
 
 #[test]
@@ -98,13 +105,19 @@ fn resume_is_bit_exact_adamw() {
 
 #[test]
 fn resume_is_bit_exact_newton_muon() {
-    // Refresh every 2 steps so the statistics and inverses cross the checkpoint at step 3.
+    // Refresh every 2 steps so the statistics and inverses cross the checkpoint at step 3, and
+    // the diag records see refresh steps (1, 3, 5) and the steps between them.
     straight_vs_resumed("newton-muon", &["optim.newton_muon.refresh=2"]);
 }
 
 #[test]
 fn resume_is_bit_exact_neon() {
     straight_vs_resumed("neon", &[]);
+}
+
+#[test]
+fn resume_is_bit_exact_neon_fstar() {
+    straight_vs_resumed("neon-fstar", &[]);
 }
 
 #[test]
