@@ -261,7 +261,10 @@
     const sel = $("scalar");
     const tags = Object.keys(D.scalars);
     sel.append(...["(none)"].concat(tags).map((t) => new Option(t, t === "(none)" ? "" : t)));
-    if (!tags.includes(state.scalar)) state.scalar = tags.find((t) => t.startsWith("lr/")) || tags[0] || null;
+    // The first choice: the diagnostics' median gradient ratio when the runs logged it (the
+    // quantity docs/diagnostics.md is about), else a learning rate.
+    const first = tags.includes("diag/median/nuc_fro_ratio") ? "diag/median/nuc_fro_ratio" : tags.find((t) => t.startsWith("lr/"));
+    if (!tags.includes(state.scalar)) state.scalar = first || tags[0] || null;
     sel.value = state.scalar || "";
     sel.disabled = tags.length === 0;
     sel.onchange = () => { state.scalar = sel.value || null; render(); };

@@ -9,6 +9,7 @@ Needs tensorboard (scripts/requirements.txt). Exits non-zero on the first mismat
 """
 import json
 import os
+import statistics
 import struct
 import sys
 
@@ -45,11 +46,23 @@ def expected(run_dir):
                 out[("time/step_ms", s)] = r["step_ms"]
             for g, lr in r.get("lrs", {}).items():
                 out[(f"lr/{g}", s)] = lr
+            if "diag_ms" in r:
+                out[("time/diag_ms", s)] = r["diag_ms"]
         elif r.get("kind") == "val":
             out[("loss/val", s)] = r["val_loss"]
         elif r.get("kind") == "optim":
             for k, v in r["values"].items():
                 out[(f"optim/{k}", s)] = v
+        elif r.get("kind") == "diag":
+            # Every field of every matrix (null: not finite), and the medians over the matrices
+            # of the two fields `compare` plots (the finite values only).
+            for name, fields in r["layers"].items():
+                for k, v in fields.items():
+                    out[(f"diag/{name}/{k}", s)] = v
+            for k in ("nuc_fro_ratio", "stable_rank"):
+                vals = [f[k] for f in r["layers"].values() if f.get(k) is not None]
+                if vals:
+                    out[(f"diag/median/{k}", s)] = statistics.median(vals)
     return out
 
 
@@ -71,7 +84,8 @@ def main():
             print(f"{name}: {len(bad)} mismatches, e.g. {bad[:3]}; {len(extra)} unexpected, e.g. {sorted(extra)[:3]}")
             sys.exit(1)
         tags = sorted({t for t, _ in got})
-        print(f"{name}: all {len(got)} scalars match the log, {exact} bit for bit ({len(tags)} tags: {', '.join(tags)})")
+        shown = ", ".join(tags) if len(tags) <= 12 else ", ".join(tags[:12]) + ", …"
+        print(f"{name}: all {len(got)} scalars match the log, {exact} bit for bit ({len(tags)} tags: {shown})")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def main():
             cells = []
             for f in fields:
                 vals = [l[f] for l in layers.values() if l.get(f) is not None]
-                cells.append(f"{statistics.median(vals):.3f}" if vals else "–")
+                cells.append(f"{statistics.median(vals):.4g}" if vals else "–")
             print(f"| {Path(run).name} | {optim_of(run)} | {step} | " + " | ".join(cells) + f" | {len(layers)} |")
 
 

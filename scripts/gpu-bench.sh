@@ -22,6 +22,8 @@ run "$BIN" bench model --config speedrun-124m --device cuda --optim adamw --step
 # 2. optimizer steps on the 124M shapes, and the PyTorch Muon step.
 run "$BIN" bench optim --device cuda --iters 10
 run "$PY" scripts/bench_optim_torch.py --device cuda --iters 10 --compile
+# 2b. one optimizer-diagnostics pass on the 124M shapes (sets speedrun-124m's diagnostics_every).
+run "$BIN" bench diag --device cuda --iters 3
 # 3. CPU vs GPU loss agreement on a tiny model (fp32 both; then bf16 on the GPU).
 TINY=(--set model.n_layer=2 --set model.n_head=2 --set model.n_embd=64 --set model.seq_len=64
       --set train.batch_tokens=1024 --set train.micro_batch=8 --set train.steps=20 --set train.warmdown_steps=5

@@ -50,6 +50,18 @@ pub struct ModelBench {
     pub peak_tflops: Option<f64>,
 }
 
+/// The hidden-matrix shapes of a record-4 model, and how many timed passes over them.
+#[derive(Debug, Args)]
+pub struct MatrixShapes {
+    /// Width/layers of the matrix shapes (default: record 4, 12 × 768).
+    #[arg(long, default_value_t = 768)]
+    pub n_embd: usize,
+    #[arg(long, default_value_t = 12)]
+    pub n_layer: usize,
+    #[arg(long, default_value_t = 3)]
+    pub iters: usize,
+}
+
 #[derive(Debug, Args)]
 pub struct OptimBench {
     #[command(flatten)]
@@ -62,13 +74,8 @@ pub struct OptimBench {
         default_value = "adamw,muon,newton-muon,neon,neon-fstar"
     )]
     pub methods: Vec<Method>,
-    /// Width/layers of the matrix shapes (default: record 4, 12 × 768).
-    #[arg(long, default_value_t = 768)]
-    pub n_embd: usize,
-    #[arg(long, default_value_t = 12)]
-    pub n_layer: usize,
-    #[arg(long, default_value_t = 3)]
-    pub iters: usize,
+    #[command(flatten)]
+    pub shapes: MatrixShapes,
     /// Also time PyTorch's Muon step (scripts/bench_optim_torch.py) on the same shapes and threads.
     #[arg(long)]
     pub peer: bool,
@@ -88,13 +95,8 @@ pub struct DiagBenchArgs {
         default_value = "adamw,muon,newton-muon,neon,neon-fstar"
     )]
     pub methods: Vec<Method>,
-    /// Width/layers of the matrix shapes (default: record 4, 12 × 768).
-    #[arg(long, default_value_t = 768)]
-    pub n_embd: usize,
-    #[arg(long, default_value_t = 12)]
-    pub n_layer: usize,
-    #[arg(long, default_value_t = 3)]
-    pub iters: usize,
+    #[command(flatten)]
+    pub shapes: MatrixShapes,
     /// Singular values through the Gram matrix's eigenvalues (what training uses), faer's SVD,
     /// or both.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "gram")]
@@ -115,22 +117,24 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
 }
 
-/// The hidden matrices of an `n_layer` × `n_embd` record-4 model, packed c_attn included.
-fn block_shapes(n_embd: usize, n_layer: usize) -> Vec<(usize, usize)> {
-    let d = n_embd;
-    (0..n_layer)
-        .flat_map(|_| [(3 * d, d), (d, d), (4 * d, d), (d, 4 * d)])
-        .collect()
+impl MatrixShapes {
+    /// The hidden matrices of an `n_layer` × `n_embd` record-4 model, packed c_attn included.
+    fn matrices(&self) -> Vec<(usize, usize)> {
+        let d = self.n_embd;
+        (0..self.n_layer)
+            .flat_map(|_| [(3 * d, d), (d, d), (4 * d, d), (d, 4 * d)])
+            .collect()
+    }
 }
 
 fn bench_diag(a: DiagBenchArgs) -> Result<()> {
     let exec = a.dev.resolve()?;
-    let shapes = block_shapes(a.n_embd, a.n_layer);
+    let shapes = a.shapes.matrices();
     println!(
         "diagnostics pass on {} matrices ({}x{} layers/width, q/k/v apart: {} reported), {}",
         shapes.len(),
-        a.n_layer,
-        a.n_embd,
+        a.shapes.n_layer,
+        a.shapes.n_embd,
         shapes.len() / 4 * 6,
         crate::device::describe(&exec.device)
     );
@@ -144,7 +148,7 @@ fn bench_diag(a: DiagBenchArgs) -> Result<()> {
                 SvChoice::Gram => ("gram", SvMethod::Gram),
                 SvChoice::Svd => ("svd", SvMethod::Svd),
             };
-            let r = train::bench::bench_diagnostics(*m, &exec, &shapes, a.iters, method)?;
+            let r = train::bench::bench_diagnostics(*m, &exec, &shapes, a.shapes.iters, method)?;
             println!(
                 "{:<12} {:>5} {:>12.1} {:>12.1} {:>12.1} {:>12.1}",
                 m.name(),
@@ -301,15 +305,16 @@ fn run_peer_script(python: &Path, script: &str, args: &[String]) -> Result<serde
 fn bench_optim(a: OptimBench) -> Result<()> {
     let exec = a.dev.resolve()?;
     let device = exec.device.clone();
-    let d = a.n_embd;
-    let shapes = block_shapes(d, a.n_layer);
+    let d = a.shapes.n_embd;
+    let shapes = a.shapes.matrices();
     let mut methods = a.methods.clone();
     if !methods.contains(&Method::Muon) {
         methods.insert(0, Method::Muon);
     }
     let mut rows = Vec::new();
     for m in &methods {
-        let ms = optim::bench::bench_step(*m, &exec.device, exec.ns_dtype, &shapes, a.iters)?;
+        let ms =
+            optim::bench::bench_step(*m, &exec.device, exec.ns_dtype, &shapes, a.shapes.iters)?;
         rows.push((*m, ms));
     }
     let muon = rows
@@ -320,7 +325,7 @@ fn bench_optim(a: OptimBench) -> Result<()> {
     println!(
         "optimizer step on {} matrices ({}x{} layers/width), {}",
         shapes.len(),
-        a.n_layer,
+        a.shapes.n_layer,
         d,
         crate::device::describe(&device)
     );
@@ -330,9 +335,9 @@ fn bench_optim(a: OptimBench) -> Result<()> {
     }
     if a.peer {
         let args: Vec<String> = [
-            ("--n-layer", a.n_layer),
-            ("--n-embd", a.n_embd),
-            ("--iters", a.iters),
+            ("--n-layer", a.shapes.n_layer),
+            ("--n-embd", a.shapes.n_embd),
+            ("--iters", a.shapes.iters),
             ("--threads", rayon::current_num_threads()),
         ]
         .into_iter()

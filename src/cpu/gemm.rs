@@ -49,18 +49,7 @@ pub fn mm(
     lhs: Operand,
     rhs: Operand,
 ) {
-    // SAFETY: `dst` is a live slice of `dst.len()` floats.
-    unsafe {
-        product(
-            dims,
-            (dst.as_mut_ptr(), dst.len(), dst_rs),
-            accumulate,
-            beta,
-            lhs,
-            rhs,
-            serial(),
-        )
-    }
+    into_slice(dims, dst, dst_rs, (accumulate, beta), lhs, rhs, serial())
 }
 
 /// [`mm`] on every thread of the rayon pool, for one large product.
@@ -73,7 +62,19 @@ pub fn mm_par(
     lhs: Operand,
     rhs: Operand,
 ) {
-    // SAFETY: as in `mm`.
+    into_slice(dims, dst, dst_rs, (accumulate, beta), lhs, rhs, pool())
+}
+
+fn into_slice(
+    dims: (usize, usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+    (accumulate, beta): (bool, f32),
+    lhs: Operand,
+    rhs: Operand,
+    par: gemm::Parallelism,
+) {
+    // SAFETY: `dst` is a live slice of `dst.len()` floats; `product` checks every index against it.
     unsafe {
         product(
             dims,
@@ -82,7 +83,7 @@ pub fn mm_par(
             beta,
             lhs,
             rhs,
-            pool(),
+            par,
         )
     }
 }

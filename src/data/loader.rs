@@ -254,7 +254,7 @@ impl Loader {
     pub fn steps_for_tokens(&self, budget: usize) -> Result<usize> {
         let st = self.step_tokens();
         ensure!(
-            budget > 0 && budget % st == 0,
+            budget > 0 && budget.is_multiple_of(st),
             "validation budget {budget} tokens is not a positive multiple of B*T*world = {st}"
         );
         let steps = budget / st;

@@ -179,7 +179,7 @@ impl std::error::Error for Everywhere {}
 /// The emulated ranks this process trains: `p·k … (p+1)·k − 1` with `k = ranks / world`.
 pub fn my_ranks(ranks: usize) -> Result<std::ops::Range<usize>> {
     let (p, world) = imp::rank_size();
-    if ranks % world != 0 {
+    if !ranks.is_multiple_of(world) {
         return Err(Everywhere(format!(
             "train.ranks = {ranks} is not a multiple of the world size {world} (mpirun -np): use a world size that divides it"
         ))

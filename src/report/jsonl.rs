@@ -104,8 +104,11 @@ impl ParsedLog {
     }
 }
 
+/// One field of a matrix's diagnostics.
+type FieldOf = fn(&LayerDiag) -> f64;
+
 /// The fields whose median over the matrices `compare` plots against the step.
-pub(crate) const MEDIAN_FIELDS: [(&str, fn(&LayerDiag) -> f64); 2] = [
+pub(crate) const MEDIAN_FIELDS: [(&str, FieldOf); 2] = [
     ("nuc_fro_ratio", |l| l.nuc_fro_ratio),
     ("stable_rank", |l| l.stable_rank),
 ];

@@ -149,7 +149,8 @@ impl TrainConfig {
     /// Sequences in one rank's window per step, checked to divide evenly.
     pub fn rank_batch(&self, seq_len: usize) -> Result<usize> {
         let per_rank = self.ranks.max(1) * seq_len;
-        if self.ranks == 0 || self.batch_tokens == 0 || self.batch_tokens % per_rank != 0 {
+        if self.ranks == 0 || self.batch_tokens == 0 || !self.batch_tokens.is_multiple_of(per_rank)
+        {
             bail!(
                 "train.batch_tokens = {} is not a positive multiple of train.ranks × model.seq_len = {} × {}",
                 self.batch_tokens,
@@ -158,7 +159,7 @@ impl TrainConfig {
             );
         }
         let b = self.batch_tokens / per_rank;
-        if self.micro_batch == 0 || b % self.micro_batch != 0 {
+        if self.micro_batch == 0 || !b.is_multiple_of(self.micro_batch) {
             bail!(
                 "train.micro_batch = {} must divide the {} sequences of one rank's window (batch_tokens / (ranks × seq_len))",
                 self.micro_batch,
@@ -185,7 +186,7 @@ impl TrainConfig {
     /// Validation micro-batches, checked to divide evenly.
     pub fn val_steps(&self, seq_len: usize) -> Result<usize> {
         let t = self.val_batch() * seq_len;
-        if t == 0 || self.val_tokens % t != 0 || self.val_tokens == 0 {
+        if t == 0 || !self.val_tokens.is_multiple_of(t) || self.val_tokens == 0 {
             bail!(
                 "train.val_tokens = {} is not a positive multiple of the validation micro-batch ({} × {} tokens)",
                 self.val_tokens,
@@ -201,14 +202,14 @@ impl Config {
     /// Check cross-field constraints that serde cannot.
     pub fn validate(&self) -> Result<()> {
         let m = &self.model;
-        if m.n_head == 0 || m.n_embd % m.n_head != 0 {
+        if m.n_head == 0 || !m.n_embd.is_multiple_of(m.n_head) {
             bail!(
                 "model.n_embd = {} must be a multiple of model.n_head = {}",
                 m.n_embd,
                 m.n_head
             );
         }
-        if (m.n_embd / m.n_head) % 2 != 0 {
+        if !(m.n_embd / m.n_head).is_multiple_of(2) {
             bail!(
                 "head dim n_embd/n_head = {} must be even (rotary half-split)",
                 m.n_embd / m.n_head
@@ -335,7 +336,7 @@ pub fn load(preset: &str, sets: &[String]) -> Result<Config> {
     let cfg: Config = value
         .try_into()
         .map_err(|e: toml::de::Error| anyhow!("{origin}: {}", one_line(&e.to_string())))?;
-    cfg.validate().with_context(|| format!("{origin}"))?;
+    cfg.validate().with_context(|| origin.to_string())?;
     Ok(cfg)
 }
 

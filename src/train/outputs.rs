@@ -144,7 +144,7 @@ impl Trainer {
             self.last_diag = diag;
         }
         let train = &self.cfg.train;
-        if step <= 5 || step % train.log_every.max(1) == 0 {
+        if step <= 5 || step.is_multiple_of(train.log_every.max(1)) {
             let avg = self.progress.step_avg_ms();
             let line = log::train_line(step, train.steps, out.loss, train_time_ms, avg);
             self.console.line(&line);

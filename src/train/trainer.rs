@@ -151,7 +151,7 @@ impl Trainer {
             };
             // A resume starts where a checkpoint was written, after that step's validation.
             if self.resumed_at != Some(step) {
-                if signal.is_none() && (last || step % self.cfg.train.val_every == 0) {
+                if signal.is_none() && (last || step.is_multiple_of(self.cfg.train.val_every)) {
                     let vl = self.validate()?;
                     if !vl.is_finite() {
                         // The weights after `step` are already bad: no checkpoint of them.
@@ -236,7 +236,7 @@ impl Trainer {
         // Rank 0 alone writes the log, so it alone spends the time: the others wait for it at the
         // next collective, as they do for its validation log lines.
         let every = train.diagnostics_every;
-        let pass = if every > 0 && (step + 1) % every == 0 && dist::is_root() {
+        let pass = if every > 0 && (step + 1).is_multiple_of(every) && dist::is_root() {
             Pass::before(step + 1, &grads, &mut self.opt, device, SV_METHOD)?
         } else {
             None
@@ -314,7 +314,7 @@ impl Trainer {
 
     fn checkpoint_due(&self, step: usize) -> bool {
         let every = self.cfg.train.checkpoint_every;
-        every > 0 && step > 0 && step % every == 0
+        every > 0 && step > 0 && step.is_multiple_of(every)
     }
 }
 
