@@ -22,7 +22,8 @@ pub struct BenchArgs {
 pub enum BenchWhat {
     /// One full training step (forward, backward, optimizer) of a preset on synthetic tokens.
     Model(ModelBench),
-    /// One optimizer step per method on the 124M weight shapes (or a preset's).
+    /// One optimizer step per method on the 124M weight shapes (or a preset's); Muon is always
+    /// timed, as the yardstick.
     Optim(OptimBench),
     /// One optimizer-diagnostics pass per method on the 124M weight shapes (docs/diagnostics.md).
     Diag(DiagBenchArgs),
@@ -50,9 +51,19 @@ pub struct ModelBench {
     pub peak_tflops: Option<f64>,
 }
 
-/// The hidden-matrix shapes of a record-4 model, and how many timed passes over them.
+/// What `bench optim` and `bench diag` share: the device, the methods, the hidden-matrix shapes
+/// of a record-4 model and how many timed passes over them.
 #[derive(Debug, Args)]
-pub struct MatrixShapes {
+pub struct MatrixBench {
+    #[command(flatten)]
+    pub dev: DeviceArgs,
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "adamw,muon,newton-muon,neon,neon-fstar"
+    )]
+    pub methods: Vec<Method>,
     /// Width/layers of the matrix shapes (default: record 4, 12 × 768).
     #[arg(long, default_value_t = 768)]
     pub n_embd: usize,
@@ -65,17 +76,7 @@ pub struct MatrixShapes {
 #[derive(Debug, Args)]
 pub struct OptimBench {
     #[command(flatten)]
-    pub dev: DeviceArgs,
-    /// Methods to time; Muon is always included as the yardstick.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "adamw,muon,newton-muon,neon,neon-fstar"
-    )]
-    pub methods: Vec<Method>,
-    #[command(flatten)]
-    pub shapes: MatrixShapes,
+    pub shapes: MatrixBench,
     /// Also time PyTorch's Muon step (scripts/bench_optim_torch.py) on the same shapes and threads.
     #[arg(long)]
     pub peer: bool,
@@ -87,16 +88,7 @@ pub struct OptimBench {
 #[derive(Debug, Args)]
 pub struct DiagBenchArgs {
     #[command(flatten)]
-    pub dev: DeviceArgs,
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "adamw,muon,newton-muon,neon,neon-fstar"
-    )]
-    pub methods: Vec<Method>,
-    #[command(flatten)]
-    pub shapes: MatrixShapes,
+    pub shapes: MatrixBench,
     /// Singular values through the Gram matrix's eigenvalues (what training uses), faer's SVD,
     /// or both.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "gram")]
@@ -117,7 +109,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
 }
 
-impl MatrixShapes {
+impl MatrixBench {
     /// The hidden matrices of an `n_layer` × `n_embd` record-4 model, packed c_attn included.
     fn matrices(&self) -> Vec<(usize, usize)> {
         let d = self.n_embd;
@@ -128,7 +120,7 @@ impl MatrixShapes {
 }
 
 fn bench_diag(a: DiagBenchArgs) -> Result<()> {
-    let exec = a.dev.resolve()?;
+    let exec = a.shapes.dev.resolve()?;
     let shapes = a.shapes.matrices();
     println!(
         "diagnostics pass on {} matrices ({}x{} layers/width, q/k/v apart: {} reported), {}",
@@ -142,7 +134,7 @@ fn bench_diag(a: DiagBenchArgs) -> Result<()> {
         "{:<12} {:>5} {:>12} {:>12} {:>12} {:>12}",
         "method", "sv", "before ms", "after ms", "total ms", "cpu ms"
     );
-    for m in &a.methods {
+    for m in &a.shapes.methods {
         for sv in &a.sv {
             let (name, method) = match sv {
                 SvChoice::Gram => ("gram", SvMethod::Gram),
@@ -303,11 +295,11 @@ fn run_peer_script(python: &Path, script: &str, args: &[String]) -> Result<serde
 }
 
 fn bench_optim(a: OptimBench) -> Result<()> {
-    let exec = a.dev.resolve()?;
+    let exec = a.shapes.dev.resolve()?;
     let device = exec.device.clone();
     let d = a.shapes.n_embd;
     let shapes = a.shapes.matrices();
-    let mut methods = a.methods.clone();
+    let mut methods = a.shapes.methods.clone();
     if !methods.contains(&Method::Muon) {
         methods.insert(0, Method::Muon);
     }

@@ -52,6 +52,19 @@ pub struct Pt {
     pub band: Option<(f64, f64)>,
 }
 
+impl Pt {
+    /// A run's own point, as its log gives it (no band).
+    fn logged(step: u64, tokens: Option<u64>, time_ms: f64, y: f64) -> Pt {
+        Pt {
+            step,
+            tokens: tokens.map(|t| t as f64),
+            time_ms,
+            y,
+            band: None,
+        }
+    }
+}
+
 pub type Curve = Vec<Pt>;
 
 /// What a chart draws for one run or one seed group.
@@ -95,13 +108,7 @@ fn val_curve(run: &RunRecord) -> Curve {
     run.val
         .iter()
         .filter(|v| v.val_loss.is_finite())
-        .map(|v| Pt {
-            step: v.step,
-            tokens: v.tokens.map(|t| t as f64),
-            time_ms: v.train_time_ms,
-            y: v.val_loss,
-            band: None,
-        })
+        .map(|v| Pt::logged(v.step, v.tokens, v.train_time_ms, v.val_loss))
         .collect()
 }
 
@@ -111,13 +118,7 @@ fn train_curves(run: &RunRecord, smooth: f64) -> (Curve, Curve) {
         .train
         .iter()
         .filter(|t| t.loss.is_finite())
-        .map(|t| Pt {
-            step: t.step,
-            tokens: t.tokens.map(|t| t as f64),
-            time_ms: t.train_time_ms,
-            y: t.loss,
-            band: None,
-        })
+        .map(|t| Pt::logged(t.step, t.tokens, t.train_time_ms, t.loss))
         .collect();
     let ys: Vec<f64> = raw.iter().map(|p| p.y).collect();
     let ema = raw
@@ -131,10 +132,10 @@ fn train_curves(run: &RunRecord, smooth: f64) -> (Curve, Curve) {
 /// Per field of [`MEDIAN_FIELDS`], its median over the matrices against the step, with tokens
 /// and train time taken from the train record of the same step.
 fn diag_curves(run: &RunRecord) -> Vec<Curve> {
-    let at: BTreeMap<u64, (Option<f64>, f64)> = run
+    let at: BTreeMap<u64, (Option<u64>, f64)> = run
         .train
         .iter()
-        .map(|t| (t.step, (t.tokens.map(|x| x as f64), t.train_time_ms)))
+        .map(|t| (t.step, (t.tokens, t.train_time_ms)))
         .collect();
     MEDIAN_FIELDS
         .iter()
@@ -147,13 +148,7 @@ fn diag_curves(run: &RunRecord) -> Vec<Curve> {
                 // log cut mid-step) has no x on the time axis and is left out.
                 .filter_map(|&(step, y)| {
                     let &(tokens, time_ms) = at.get(&step)?;
-                    Some(Pt {
-                        step,
-                        tokens,
-                        time_ms,
-                        y,
-                        band: None,
-                    })
+                    Some(Pt::logged(step, tokens, time_ms, y))
                 })
                 .collect()
         })

@@ -150,8 +150,6 @@ fn layout(cmp: &Comparison, entries: &Entries, opts: &PlotOpts) -> (Vec<Panel>, 
             panel(title, field, None, "no diag records")
         })
         .collect();
-    let mut items = Vec::new();
-    let mut no_x = Vec::new();
     for e in &shown {
         let line = |c: &Curve, alpha, width, dots| Line {
             color: e.color,
@@ -169,39 +167,48 @@ fn layout(cmp: &Comparison, entries: &Entries, opts: &PlotOpts) -> (Vec<Panel>, 
             p.lines.push(line(c, 1.0, 2, c.len() <= 60));
             p.bands.extend(band(e, c, axis, div));
         }
-        if e.val.iter().chain(&e.train).any(|p| axis.x(p).is_none()) {
-            no_x.push(e.label.as_str());
-        }
-        let swatch = if e.runs.len() > 1 {
-            Swatch::Band(e.color)
-        } else {
-            Swatch::Line(e.color)
-        };
-        items.push(Item {
-            swatch,
-            label: e.label.clone(),
-        });
     }
+    let mut panels = vec![val, train];
+    if diag
+        .iter()
+        .any(|p| p.lines.iter().any(|l| !l.pts.is_empty()))
+    {
+        panels.append(&mut diag);
+    }
+    (panels, legend_items(cmp, &shown, axis))
+}
+
+/// One legend row per shown entry, then the target and the runs the x axis has no values for.
+fn legend_items(cmp: &Comparison, shown: &[&Entry], axis: XAxis) -> Vec<Item> {
+    let mut items: Vec<Item> = shown
+        .iter()
+        .map(|e| Item {
+            swatch: if e.runs.len() > 1 {
+                Swatch::Band(e.color)
+            } else {
+                Swatch::Line(e.color)
+            },
+            label: e.label.clone(),
+        })
+        .collect();
     if let Some(t) = cmp.target {
         items.push(Item {
             swatch: Swatch::Dashed,
             label: format!("target {t}"),
         });
     }
+    let no_x: Vec<&str> = shown
+        .iter()
+        .filter(|e| e.val.iter().chain(&e.train).any(|p| axis.x(p).is_none()))
+        .map(|e| e.label.as_str())
+        .collect();
     if !no_x.is_empty() {
         items.push(Item {
             swatch: Swatch::None,
             label: format!("no tokens logged: {}", no_x.join(", ")),
         });
     }
-    let mut panels = vec![val, train];
-    if diag
-        .iter()
-        .any(|p| !p.lines.iter().all(|l| l.pts.is_empty()))
-    {
-        panels.append(&mut diag);
-    }
-    (panels, items)
+    items
 }
 
 fn draw_svg(cmp: &Comparison, opts: &PlotOpts) -> Result<String> {
