@@ -13,6 +13,7 @@
   const save = () => { try { sessionStorage.setItem(KEY, JSON.stringify(state)); } catch (e) { /* private mode */ } };
   const charts = {};
   const $ = (id) => document.getElementById(id);
+  $("train-title").textContent = "train loss: " + D.trainBasis;
 
   // What the charts draw: seed groups (n >= 2) as mean ± sd when grouped, every other run alone.
   function entries() {
@@ -221,7 +222,7 @@
     }
     const n = document.createElement("div");
     n.className = "note";
-    n.textContent = "train loss: EMA " + D.smooth + ", raw faint; drag to zoom, double-click to reset";
+    n.textContent = "train loss: " + D.trainBasis + "; EMA " + D.smooth + ", raw faint; drag to zoom, double-click to reset";
     el.append(n);
   }
 

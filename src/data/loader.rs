@@ -2,12 +2,15 @@
 //! "Token order").
 //!
 //! Every rank r of world W has its own `(shard, pos)`, exactly like one `DistributedDataLoader`
-//! object per process in modded-nanogpt record 4 (2024-10-11):
+//! object per process in modded-nanogpt record 4 (train_gpt2.py, 2024-10-11, lines 246-291):
 //! - reset: shard 0, `pos = r·B·T`;
 //! - next batch: read `tokens[pos .. pos + B·T + 1]` of the rank's current shard (inputs are the
 //!   first B·T tokens, targets the same window shifted by one); then `pos += B·T·W`; then, if
 //!   `pos + B·T·W + 1 > len(shard)`, move to the next shard (wrapping to shard 0 after the last)
 //!   with `pos = r·B·T`.
+//!
+//! B here is the reference's per-process batch of one `next_batch` call (its
+//! `device_batch_size`); a step makes `calls` such calls per rank (its gradient accumulation).
 //!
 //! Because the test uses each rank's own offset position, near a shard boundary the higher ranks
 //! move to the next shard one step before rank 0: for that one step the W windows come from two
@@ -18,22 +21,27 @@ use anyhow::{bail, ensure, Result};
 use std::path::PathBuf;
 
 /// All W ranks of record 4's data loader in one object: [`Loader::next_step`] returns, for every
-/// rank r, exactly the window that rank r's own loader would return.
+/// rank r, exactly the windows that rank r's own loader would return over one step.
 ///
 /// Why per rank: this is the record's behaviour. modded-nanogpt record 4's
-/// `DistributedDataLoader` (train_gpt2.py, 2024-10-11) keeps `current_shard` and
-/// `current_position` per process, starts rank r at `r·B·T`, and applies the next-shard test
-/// `current_position + B·T·W + 1 > len(tokens)` to that rank's own position, resetting it to
-/// `r·B·T` in the next shard. Applying the test to a shared base position instead would keep all
-/// ranks in one shard but would skip or reorder tokens relative to the record at every boundary
-/// where ranks disagree.
+/// `DistributedDataLoader` keeps `current_shard` and `current_position` per process, starts rank
+/// r at `r·B·T`, and applies the next-shard test `current_position + B·T·W + 1 > len(tokens)` to
+/// that rank's own position (train_gpt2.py:283-290), resetting it to `r·B·T` in the next shard.
+/// Applying the test to a shared base position instead would keep all ranks in one shard but
+/// would read other tokens than the record at every boundary where ranks disagree.
 ///
-/// What it implies: the token order depends only on (B, T, W) and the shard lengths, not on how
-/// many GPUs run it. On one GPU, emulating the record's 8 ranks of 64 sequences (B = 64,
-/// T = 1024, W = 8, one rank per gradient-accumulation micro-step) therefore reads exactly the
-/// record's token order, boundary steps included. The state to save for a resume is every rank's
-/// `(shard, pos)` ([`LoaderPos`]). At most the shards some rank currently uses are mapped
-/// (usually one, two during a boundary step).
+/// The repeated first batch ([`Loader::repeat_first_batch`]): the record fetches one batch
+/// before its clock starts (`x, y = train_loader.next_batch()`, train_gpt2.py:373), then calls
+/// `train_loader.reset()` (:432), and every micro-step trains on the `x, y` it holds before it
+/// fetches the next (:488-494). Each rank therefore trains on its window 0 twice, and every later
+/// call on the window before the one the rule above gives it. NM-1 does the same
+/// (train_gpt_newton_muon_1.py:736, :779, :831). With the option on, each rank's first call of a
+/// run returns its window 0 without advancing, which reproduces that stream exactly.
+///
+/// What it implies: the token order depends only on (B, T, W, calls), the repeat and the shard
+/// lengths, never on how many GPUs run it. The state to save for a resume is every rank's
+/// `(shard, pos)` and whether the repeat is still to come ([`LoaderPos`]). At most the shards
+/// some rank currently uses are mapped (usually one, two during a boundary step).
 pub struct Loader {
     files: Vec<PathBuf>,
     /// Token count of every shard, from the headers (read once at construction).
@@ -41,9 +49,15 @@ pub struct Loader {
     b: usize,
     t: usize,
     world: usize,
+    /// `next_batch` calls per rank per step.
+    calls: usize,
     vocab_size: usize,
+    /// Whether a reset arms the repeat of each rank's first window.
+    repeat_first: bool,
     /// Per-rank state, in rank order (length `world`): the next window rank r reads.
     ranks: Vec<RankPos>,
+    /// The next call of every rank reads its window without advancing (the repeat to come).
+    repeat_pending: bool,
     /// Completed passes over the shards (rank 0's wraps to shard 0).
     epoch: usize,
     /// The mapped shards, exactly those some rank is in (by shard index).
@@ -52,8 +66,9 @@ pub struct Loader {
 
 impl Loader {
     /// `pattern`: a directory (all `*.bin`), a single file or a glob; shards in sorted order.
-    /// Every shard's header is checked now; token ids are checked against `vocab_size` when a
-    /// shard is mapped.
+    /// `b` sequences of `t` tokens per call and rank, one call per rank per step (see
+    /// [`Loader::with_calls`]). Every shard's header is checked now; token ids are checked
+    /// against `vocab_size` when a shard is mapped.
     pub fn new(pattern: &str, b: usize, t: usize, world: usize, vocab_size: usize) -> Result<Self> {
         ensure!(
             b > 0 && t > 0 && world > 0,
@@ -66,7 +81,7 @@ impl Loader {
             let n = read_header(f)?;
             if n < need {
                 bail!(
-                    "{}: shard has {n} tokens, too small for one step of B*T*world+1 = {need} tokens (B={b}, T={t}, world={world})",
+                    "{}: shard has {n} tokens, too small for one call of B*T*world+1 = {need} tokens (B={b}, T={t}, world={world})",
                     f.display()
                 );
             }
@@ -78,13 +93,31 @@ impl Loader {
             b,
             t,
             world,
+            calls: 1,
             vocab_size,
+            repeat_first: false,
             ranks: Vec::new(),
+            repeat_pending: false,
             epoch: 0,
             mapped: Vec::new(),
         };
         l.reset()?;
         Ok(l)
+    }
+
+    /// `calls` `next_batch` calls per rank make one step (the reference's gradient
+    /// accumulation); each rank's window of a step is their concatenation.
+    pub fn with_calls(mut self, calls: usize) -> Result<Self> {
+        ensure!(calls > 0, "loader: calls per step must be positive");
+        self.calls = calls;
+        Ok(self)
+    }
+
+    /// Reproduce the records' repeated first batch (see [`Loader`]); armed again by every reset.
+    pub fn repeat_first_batch(mut self, on: bool) -> Self {
+        self.repeat_first = on;
+        self.repeat_pending = on;
+        self
     }
 
     /// The reset state of rank r: shard 0, `pos = r·B·T`.
@@ -97,7 +130,7 @@ impl Loader {
 
     /// Rank r's state after one `next_batch` from `p`, and whether it wrapped to shard 0.
     fn advanced(&self, r: usize, p: RankPos) -> (RankPos, bool) {
-        let st = self.step_tokens();
+        let st = self.call_tokens();
         let pos = p.pos + st;
         if pos + st + 1 > self.lens[p.shard] {
             let shard = (p.shard + 1) % self.files.len();
@@ -116,23 +149,28 @@ impl Loader {
         }
     }
 
-    /// Install a new per-rank state: map the shards it uses that are not mapped yet, unmap the
-    /// others. On a mapping error nothing changes.
-    fn set_ranks(&mut self, ranks: Vec<RankPos>) -> Result<()> {
-        let mut used: Vec<usize> = ranks.iter().map(|p| p.shard).collect();
-        used.sort_unstable();
-        used.dedup();
+    /// Map the shards in `need` that are not mapped yet. On a mapping error nothing changes.
+    fn map(&mut self, need: &[usize]) -> Result<()> {
         let mut fresh = Vec::new();
-        for &s in &used {
-            if !self.mapped.iter().any(|(m, _)| *m == s) {
+        for &s in need {
+            let known = self.mapped.iter().any(|(m, _)| *m == s);
+            if !known && !fresh.iter().any(|(m, _)| *m == s) {
                 let shard = Shard::open(&self.files[s])?;
                 shard.check_vocab(self.vocab_size)?;
                 fresh.push((s, shard));
             }
         }
-        self.mapped.retain(|(m, _)| used.contains(m));
         self.mapped.extend(fresh);
         self.mapped.sort_by_key(|(m, _)| *m);
+        Ok(())
+    }
+
+    /// Install a new per-rank state, mapping what it uses and unmapping the rest. On a mapping
+    /// error nothing changes.
+    fn set_ranks(&mut self, ranks: Vec<RankPos>) -> Result<()> {
+        let used: Vec<usize> = ranks.iter().map(|p| p.shard).collect();
+        self.map(&used)?;
+        self.mapped.retain(|(m, _)| used.contains(m));
         self.ranks = ranks;
         Ok(())
     }
@@ -151,41 +189,80 @@ impl Loader {
         self.mapped.iter().map(|(m, _)| *m).collect()
     }
 
-    /// Tokens consumed by one step (all ranks): B·T·world.
-    pub fn step_tokens(&self) -> usize {
+    /// Tokens one call of every rank reads: B·T·world (the stride of a rank's position).
+    pub fn call_tokens(&self) -> usize {
         self.b * self.t * self.world
     }
 
-    /// The `world` windows of the next step, in rank order; then every rank advances by its own
-    /// rule (see [`Loader`]). A shard that fails to map (e.g. a token id ≥ vocab) is an error
-    /// and leaves the position unchanged.
-    pub fn next_step(&mut self) -> Result<Vec<Window>> {
-        let bt = self.b * self.t;
-        let windows = self
-            .ranks
-            .iter()
-            .map(|p| {
-                let buf = self.shard(p.shard).slice_u32(p.pos, bt + 1);
-                Window {
-                    inputs: buf[..bt].to_vec(),
-                    targets: buf[1..].to_vec(),
+    /// Tokens consumed by one step (all ranks, all calls): B·T·world·calls.
+    pub fn step_tokens(&self) -> usize {
+        self.call_tokens() * self.calls
+    }
+
+    /// The windows every rank reads over the next step (in rank order, each the concatenation
+    /// of its `calls` calls), without touching the state: the positions read, the state after
+    /// the step, and rank 0's wraps.
+    fn plan(&self) -> (Vec<Vec<RankPos>>, Vec<RankPos>, usize) {
+        let mut reads = Vec::with_capacity(self.world);
+        let mut after = Vec::with_capacity(self.world);
+        let mut wraps = 0;
+        for r in 0..self.world {
+            let mut p = self.ranks[r];
+            let mut pending = self.repeat_pending;
+            let mut mine = Vec::with_capacity(self.calls);
+            for _ in 0..self.calls {
+                mine.push(p);
+                if pending {
+                    // The repeat: the window read again by the next call.
+                    pending = false;
+                    continue;
                 }
+                let (next, wrapped) = self.advanced(r, p);
+                wraps += usize::from(wrapped && r == 0);
+                p = next;
+            }
+            reads.push(mine);
+            after.push(p);
+        }
+        (reads, after, wraps)
+    }
+
+    /// The `world` windows of the next step, in rank order, each `calls` calls long; then every
+    /// rank advances by its own rule (see [`Loader`]). A shard that fails to map (e.g. a token
+    /// id ≥ vocab) is an error and leaves the position unchanged.
+    pub fn next_step(&mut self) -> Result<Vec<Window>> {
+        let (reads, after, wraps) = self.plan();
+        let mut need: Vec<usize> = reads.iter().flatten().map(|p| p.shard).collect();
+        need.extend(after.iter().map(|p| p.shard));
+        self.map(&need)?;
+        let bt = self.b * self.t;
+        let windows = reads
+            .iter()
+            .map(|mine| {
+                let mut w = Window {
+                    inputs: Vec::with_capacity(bt * mine.len()),
+                    targets: Vec::with_capacity(bt * mine.len()),
+                };
+                for p in mine {
+                    let buf = self.shard(p.shard).slice_u32(p.pos, bt + 1);
+                    w.inputs.extend_from_slice(&buf[..bt]);
+                    w.targets.extend_from_slice(&buf[1..]);
+                }
+                w
             })
             .collect();
-        let next: Vec<(RankPos, bool)> = (0..self.world)
-            .map(|r| self.advanced(r, self.ranks[r]))
-            .collect();
-        let wrapped = next[0].1;
-        self.set_ranks(next.into_iter().map(|(p, _)| p).collect())?;
-        self.epoch += usize::from(wrapped);
+        self.set_ranks(after)?;
+        self.repeat_pending = false;
+        self.epoch += wraps;
         Ok(windows)
     }
 
-    /// Every rank's `(shard, pos)`: the window each will read next.
+    /// Every rank's `(shard, pos)` (the window each will read next) and the pending repeat.
     pub fn position(&self) -> LoaderPos {
         LoaderPos {
             ranks: self.ranks.clone(),
             epoch: self.epoch,
+            repeat_pending: self.repeat_pending,
         }
     }
 
@@ -197,6 +274,10 @@ impl Loader {
             "loader: cannot seek to a position with {} rank(s): this loader has world {}",
             p.ranks.len(),
             self.world
+        );
+        ensure!(
+            !p.repeat_pending || self.repeat_first,
+            "loader: the position has the first batch's repeat still to come, but this run does not repeat it (train.repeat_first_batch = false)"
         );
         let win = self.b * self.t + 1;
         for (r, rp) in p.ranks.iter().enumerate() {
@@ -216,6 +297,7 @@ impl Loader {
         }
         self.set_ranks(p.ranks)?;
         self.epoch = p.epoch;
+        self.repeat_pending = p.repeat_pending;
         Ok(())
     }
 
@@ -225,12 +307,13 @@ impl Loader {
         self.epoch
     }
 
-    /// Every rank back to its start (shard 0, `pos = r·B·T`): the validation loader does this
-    /// before every evaluation.
+    /// Every rank back to its start (shard 0, `pos = r·B·T`), the repeat armed again if the
+    /// loader repeats its first batch: the validation loader does this before every evaluation.
     pub fn reset(&mut self) -> Result<()> {
         let start = (0..self.world).map(|r| self.start(r)).collect();
         self.set_ranks(start)?;
         self.epoch = 0;
+        self.repeat_pending = self.repeat_first;
         Ok(())
     }
 
@@ -248,7 +331,7 @@ impl Loader {
         &self.files
     }
 
-    /// Steps needed to read a fixed token budget (`val_tokens / (B·T·world)`), as record 4's
+    /// Steps needed to read a fixed token budget (`val_tokens / (B·T·world·calls)`), as record 4's
     /// validation does (10,485,760 = 20 × 524,288). Errors unless the budget is a whole number of
     /// steps that the shards can supply, from a reset, without any rank wrapping around.
     pub fn steps_for_tokens(&self, budget: usize) -> Result<usize> {
@@ -258,10 +341,11 @@ impl Loader {
             "validation budget {budget} tokens is not a positive multiple of B*T*world = {st}"
         );
         let steps = budget / st;
+        let calls = steps * self.calls;
         // Simulate every rank's walk from its reset state without mapping anything.
         for r in 0..self.world {
             let mut p = self.start(r);
-            for _ in 0..steps - 1 {
+            for _ in 0..calls - 1 {
                 let (next, wrapped) = self.advanced(r, p);
                 ensure!(
                     !wrapped,

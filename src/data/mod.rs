@@ -2,9 +2,11 @@
 //! hub fetch and the shipped corpora. Formats and token order: docs/data.md.
 //!
 //! - [`Loader::new`]`(pattern, b, t, world, vocab_size)`: `pattern` is a directory, a file or a glob.
+//! - [`Loader::with_calls`] (calls of B sequences per rank and step) and
+//!   [`Loader::repeat_first_batch`] (the records' repeated first batch).
 //! - [`Loader::next_step`] returns `world` windows, one per (virtual) rank, in rank order.
 //! - [`Loader::position`] / [`Loader::seek`] with the serialisable [`LoaderPos`]
-//!   (every rank's `(shard, pos)`).
+//!   (every rank's `(shard, pos)`, the pending repeat).
 //! - [`Loader::reset`] (validation restarts at shard 0, rank r at r·B·T),
 //!   [`Loader::steps_for_tokens`] (`val_tokens / (B·T·world)`, checked), [`Loader::num_tokens`],
 //!   [`Loader::step_tokens`].
@@ -40,6 +42,14 @@ pub struct LoaderPos {
     /// Times rank 0 has wrapped around to the first shard (completed passes over the data).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub epoch: usize,
+    /// Every rank's next call reads its window again: the records' repeated first batch is
+    /// still to come (only before a run's first step; see [`Loader`]).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub repeat_pending: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -165,7 +165,8 @@ pub struct NewtonMuonConfig {
     pub ns_steps: usize,
     pub scale: Scale,
     pub weight_decay: f64,
-    /// Statistics are refreshed on steps with `step % refresh == 0` (step 0 included).
+    /// Statistics are gathered and refreshed on the steps with `(step + 1) % refresh == 0`
+    /// (steps R−1, 2R−1, …; NM-1's phase), plain Muon before the first.
     pub refresh: usize,
     /// EMA weight α of a fresh statistic: S ← (1 − α)S + αC.
     pub ema: f64,

@@ -9,7 +9,7 @@ use candle_core::{DType, Tensor, Var};
 
 use super::config::{MuonConfig, Scale};
 use super::kept::NsOutput;
-use super::newton_schulz::newton_schulz;
+use super::newton_schulz::{newton_schulz, NsForm};
 use super::{apply_update, grad_of, Grads, Group, Keeper, Optimizer, Slot, Visitor};
 use crate::cpu::inplace::axpby;
 
@@ -97,7 +97,7 @@ fn ns_output(name: &str, o: &Tensor, scale: Scale, lr: f64) -> Result<NsOutput> 
 pub fn orthogonalize_scaled(
     items: &[(String, Tensor)],
     steps: usize,
-    dtype: DType,
+    (dtype, form): (DType, NsForm),
     scale: Scale,
 ) -> Result<Vec<Tensor>> {
     let Some(device) = items.first().map(|(_, u)| u.device().clone()) else {
@@ -130,7 +130,7 @@ pub fn orthogonalize_scaled(
         .collect::<Result<Vec<_>>>()?;
     let done = crate::dist::run_shared(&jobs, &device, |mine| {
         let mine: Vec<&Tensor> = mine.iter().map(|&j| &blocks[j].1).collect();
-        Ok(newton_schulz_batched(&mine, steps, dtype, scale)?
+        Ok(newton_schulz_batched(&mine, steps, (dtype, form), scale)?
             .into_iter()
             .map(|o| vec![o])
             .collect())
@@ -155,7 +155,7 @@ pub fn orthogonalize_scaled(
 fn newton_schulz_batched(
     mats: &[&Tensor],
     steps: usize,
-    dtype: DType,
+    (dtype, form): (DType, NsForm),
     scale: Scale,
 ) -> Result<Vec<Tensor>> {
     let mut by_shape: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
@@ -165,7 +165,7 @@ fn newton_schulz_batched(
     let mut out: Vec<Option<Tensor>> = vec![None; mats.len()];
     for ((rows, cols), members) in by_shape {
         let stacked = Tensor::stack(&members.iter().map(|&q| mats[q]).collect::<Vec<_>>(), 0)?;
-        let o = newton_schulz(&stacked, steps, dtype)?;
+        let o = newton_schulz(&stacked, steps, dtype, form)?;
         let s = scale.factor(rows, cols);
         for (j, &q) in members.iter().enumerate() {
             out[q] = Some((o.get(j)? * s)?);
@@ -182,6 +182,8 @@ pub struct Muon {
     group: Group,
     pub cfg: MuonConfig,
     ns_dtype: DType,
+    /// Where bf16 Newton–Schulz rounds: record 4's form unless built for NM-1.
+    ns_form: NsForm,
     momentum: Momentum,
     keeper: Keeper,
 }
@@ -198,9 +200,16 @@ impl Muon {
             group: Group::new(label, params),
             cfg,
             ns_dtype,
+            ns_form: NsForm::Record4,
             momentum,
             keeper: Keeper::default(),
         })
+    }
+
+    /// Run Newton–Schulz in bf16 as `form`'s reference rounds it.
+    pub fn with_ns_form(mut self, form: NsForm) -> Self {
+        self.ns_form = form;
+        self
     }
 }
 
@@ -218,8 +227,8 @@ impl Optimizer for Muon {
         for (name, var) in &self.group.params {
             items.push((name.clone(), self.momentum.update_from(grads, name, var)?));
         }
-        let updates =
-            orthogonalize_scaled(&items, self.cfg.ns_steps, self.ns_dtype, self.cfg.scale)?;
+        let ns = (self.ns_dtype, self.ns_form);
+        let updates = orthogonalize_scaled(&items, self.cfg.ns_steps, ns, self.cfg.scale)?;
         for ((name, _), o) in items.iter().zip(updates) {
             let var = &self.group.params[name];
             if let Some(k) = self.keeper.entry(name) {

@@ -12,6 +12,7 @@ use super::config::{MuonConfig, NewtonMuonConfig};
 use super::kept::Precond;
 use super::linalg::cholesky_inverse;
 use super::muon::Muon;
+use super::newton_schulz::NsForm;
 use super::spectral::symmetric_eigenvalues;
 use super::{grad_of, load_group, Grads, Group, Keeper, Optimizer, Slot, Visitor};
 
@@ -85,7 +86,8 @@ impl NewtonMuon {
             scale: cfg.scale,
             weight_decay: cfg.weight_decay,
         };
-        let muon = Muon::new(label, mcfg, params, ns_dtype)?;
+        // NM-1 iterates in its own bf16 form (train_gpt_newton_muon_1.py:86-91).
+        let muon = Muon::new(label, mcfg, params, ns_dtype)?.with_ns_form(NsForm::Nm1);
         Ok(NewtonMuon {
             cfg,
             muon,
@@ -112,6 +114,14 @@ impl NewtonMuon {
             .map(|(j, st)| Ok(g.narrow(1, j * b, b)?.matmul(&st.inv)?))
             .collect::<Result<Vec<_>>>()?;
         Ok(Tensor::cat(&parts, 1)?)
+    }
+
+    /// Whether `step` (counted from 0) refreshes the statistics: NM-1's `_regime_schedule_`
+    /// takes `t = step + 1` and refreshes when `t % 32 == 0` (train_gpt_newton_muon_1.py:134-137,
+    /// with `global_step = step` set at :823), so steps 0 … R−2 are plain Muon and the first
+    /// refresh folds in the layer inputs of step R−1.
+    pub fn is_refresh_step(&self, step: u64) -> bool {
+        (step + 1).is_multiple_of(self.cfg.refresh.max(1) as u64)
     }
 
     /// The current inverse of block `j` of `name`'s statistic (for tests and diagnostics).
@@ -264,7 +274,7 @@ impl Optimizer for NewtonMuon {
     }
 
     fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
-        if self.t.is_multiple_of(self.cfg.refresh.max(1) as u64) {
+        if self.is_refresh_step(self.t) {
             self.refresh()?;
         }
         if let Some(keeper) = self.muon.keeper() {
@@ -326,7 +336,7 @@ impl Optimizer for NewtonMuon {
     }
 
     fn wants_layer_inputs(&self, step: usize) -> bool {
-        step.is_multiple_of(self.cfg.refresh.max(1))
+        self.is_refresh_step(step as u64)
     }
 
     /// Accumulate C = XᵀX/N (fp32) per column block; averaged over the micro-batches at refresh.

@@ -122,6 +122,9 @@ struct ScalarJson {
 struct PageData {
     target: Option<f64>,
     smooth: f64,
+    /// Which train loss the train chart draws ([`super::series::TrainBasis::describe`]).
+    #[serde(rename = "trainBasis")]
+    train_basis: &'static str,
     x: &'static str,
     #[serde(rename = "logY")]
     log_y: bool,
@@ -154,6 +157,7 @@ impl Comparison<'_> {
         PageData {
             target: self.target,
             smooth: opts.smooth,
+            train_basis: entries.train_basis.describe(),
             x: opts.x.name(),
             log_y: opts.log_y,
             refresh: opts.refresh,
@@ -235,7 +239,7 @@ const CONTROLS: &str = r#"<div class="controls">
 <noscript><p>The charts need JavaScript; the tables below do not.</p></noscript>
 <div class="main"><div class="charts">
 <div class="chart"><div class="chart-title">val loss</div><div id="chart-val"></div></div>
-<div class="chart"><div class="chart-title">train loss</div><div id="chart-train"></div></div>
+<div class="chart"><div class="chart-title" id="train-title">train loss</div><div id="chart-train"></div></div>
 <div class="chart"><div class="chart-title">other scalars: <select id="scalar"></select></div><div id="chart-scalar"></div></div>
 </div><div class="legend" id="legend"></div></div>
 "#;

@@ -50,6 +50,7 @@ impl ParsedLog {
             Record::Train {
                 step,
                 loss,
+                loss_rank0_last,
                 lrs,
                 tokens,
                 step_ms,
@@ -66,9 +67,13 @@ impl ParsedLog {
                 if let Some(ms) = diag_ms {
                     self.push("time/diag_ms".to_string(), step, ms);
                 }
+                if let Some(l) = loss_rank0_last {
+                    self.push("loss/train_rank0_last".to_string(), step, l);
+                }
                 self.train.push(TrainPoint {
                     step: step as u64,
                     loss,
+                    loss_rank0_last,
                     tokens: Some(tokens),
                     step_ms,
                     train_time_ms,

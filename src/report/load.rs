@@ -29,7 +29,11 @@ pub struct ValPoint {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainPoint {
     pub step: u64,
+    /// The run's train loss: speedrun's mean over the step's micro-batches, a text log's own.
     pub loss: f64,
+    /// Rank 0's loss on its last loader call of the step, the number the records log (a text
+    /// log's `train_loss`; absent in run logs written before speedrun logged it).
+    pub loss_rank0_last: Option<f64>,
     pub tokens: Option<u64>,
     pub step_ms: f64,
     pub train_time_ms: f64,

@@ -36,7 +36,7 @@ pub use discover::{expand_run_dirs, is_run_dir, is_text_log_file};
 pub use load::{load_run, RunRecord, Scalars, Source, TrainPoint, ValPoint};
 pub use row::{common_target, run_rows, RunRow, UNTIMED_STEPS};
 pub use seeds::{GroupStats, PairTest};
-pub use series::{Entries, Entry, XAxis};
+pub use series::{Entries, Entry, TrainBasis, XAxis};
 pub use table::Format;
 pub use textlog::TEXT_LOG_OPTIM;
 

@@ -4,7 +4,7 @@
 //! and train time, so one set of curves serves every x axis (`--x`, the HTML page's switch).
 use super::comparison::Comparison;
 use super::jsonl::MEDIAN_FIELDS;
-use super::load::RunRecord;
+use super::load::{RunRecord, Source};
 use super::palette::{self, Rgb};
 use super::stats::{ema_debiased, mean_std};
 use std::collections::BTreeMap;
@@ -84,6 +84,27 @@ pub struct Entry {
     pub diag: Vec<Curve>,
 }
 
+/// Which train loss the train curves draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainBasis {
+    /// speedrun's mean over every micro-batch of every rank of the step.
+    Mean,
+    /// Rank 0's loss on its last loader call, the number the records' own logs print
+    /// (modded-nanogpt train_gpt2.py:492): drawn when a modded-nanogpt log is in the comparison,
+    /// so that its curve and the runs' are like for like.
+    Rank0Last,
+}
+
+impl TrainBasis {
+    /// How chart titles name the basis.
+    pub fn describe(self) -> &'static str {
+        match self {
+            TrainBasis::Mean => "mean over all micro-batches of the step",
+            TrainBasis::Rank0Last => "last micro-batch of rank 0, as the records log it",
+        }
+    }
+}
+
 /// Every run, and the seed groups with n ≥ 2.
 #[derive(Debug, Clone)]
 pub struct Entries {
@@ -91,6 +112,8 @@ pub struct Entries {
     pub groups: Vec<Entry>,
     /// The EMA weight of `train_ema`.
     pub smooth: f64,
+    /// Which train loss `train` and `train_ema` are.
+    pub train_basis: TrainBasis,
 }
 
 impl Entries {
@@ -112,13 +135,20 @@ fn val_curve(run: &RunRecord) -> Curve {
         .collect()
 }
 
-/// (raw, smoothed) train loss of a run, non-finite losses left out.
-fn train_curves(run: &RunRecord, smooth: f64) -> (Curve, Curve) {
+/// (raw, smoothed) train loss of a run on `basis`, non-finite losses (and, on the records'
+/// basis, steps of logs that lack it) left out.
+fn train_curves(run: &RunRecord, smooth: f64, basis: TrainBasis) -> (Curve, Curve) {
     let raw: Curve = run
         .train
         .iter()
-        .filter(|t| t.loss.is_finite())
-        .map(|t| Pt::logged(t.step, t.tokens, t.train_time_ms, t.loss))
+        .filter_map(|t| {
+            let y = match basis {
+                TrainBasis::Mean => t.loss,
+                TrainBasis::Rank0Last => t.loss_rank0_last?,
+            };
+            y.is_finite()
+                .then(|| Pt::logged(t.step, t.tokens, t.train_time_ms, y))
+        })
         .collect();
     let ys: Vec<f64> = raw.iter().map(|p| p.y).collect();
     let ema = raw
@@ -187,12 +217,17 @@ impl Comparison<'_> {
     /// [`palette::colors`], the train loss smoothed with EMA weight `smooth`.
     pub fn entries(&self, smooth: f64) -> Entries {
         let colors = palette::colors(self);
+        let basis = if self.runs.iter().any(|r| r.source == Source::TextLog) {
+            TrainBasis::Rank0Last
+        } else {
+            TrainBasis::Mean
+        };
         let runs: Vec<Entry> = self
             .runs
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let (train, train_ema) = train_curves(r, smooth);
+                let (train, train_ema) = train_curves(r, smooth, basis);
                 Entry {
                     label: r.name.clone(),
                     optim: r.optim.clone(),
@@ -240,6 +275,7 @@ impl Comparison<'_> {
             runs,
             groups,
             smooth,
+            train_basis: basis,
         }
     }
 }

@@ -166,6 +166,7 @@ pub fn load_text_log(path: &Path, text: &str) -> Result<RunRecord> {
             train.push(TrainPoint {
                 step: s.step,
                 loss,
+                loss_rank0_last: Some(loss),
                 tokens,
                 step_ms,
                 train_time_ms,

@@ -70,8 +70,19 @@ pub struct TrainConfig {
     /// splits each window into micro-batches and accumulates gradients.
     #[serde(default = "default_ranks")]
     pub ranks: usize,
-    /// Sequences per micro-batch (must divide the sequences of one rank's window).
+    /// Sequences per micro-batch (must divide `device_batch`).
     pub micro_batch: usize,
+    /// Sequences of one rank's loader call, the reference's `device_batch_size` (0: the whole
+    /// rank window, one call per rank and step as in record 4). A rank's window of a step is
+    /// `rank window / device_batch` consecutive calls, each advancing by the record's rule
+    /// (docs/data.md, "Token order"). Left out of the saved config when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub device_batch: usize,
+    /// Train each rank's first loader call twice, as record 4 and NM-1 do (they fetch a batch
+    /// before the clock, reset the loader and train on the held batch before fetching the next:
+    /// docs/data.md, "The repeated first batch"). Left out of the saved config when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub repeat_first_batch: bool,
     /// Total optimizer steps (record 4: 6200).
     pub steps: usize,
     /// Linear warmup steps (record 4: 0).
@@ -110,6 +121,10 @@ pub struct TrainConfig {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// `train.diagnostics_every`: a whole number ≥ 0. A negative, fractional or non-numeric value is
@@ -159,14 +174,33 @@ impl TrainConfig {
             );
         }
         let b = self.batch_tokens / per_rank;
-        if self.micro_batch == 0 || !b.is_multiple_of(self.micro_batch) {
+        let call = if self.device_batch == 0 {
+            b
+        } else {
+            self.device_batch
+        };
+        if !b.is_multiple_of(call) {
             bail!(
-                "train.micro_batch = {} must divide the {} sequences of one rank's window (batch_tokens / (ranks × seq_len))",
-                self.micro_batch,
-                b
+                "train.device_batch = {call} must divide the {b} sequences of one rank's window (batch_tokens / (ranks × seq_len))"
+            );
+        }
+        if self.micro_batch == 0 || !call.is_multiple_of(self.micro_batch) {
+            bail!(
+                "train.micro_batch = {} must divide the {call} sequences of one loader call (train.device_batch, or the rank's window when 0)",
+                self.micro_batch
             );
         }
         Ok(b)
+    }
+
+    /// Sequences of one rank's loader call (`device_batch`, or the rank's window when 0).
+    pub fn call_batch(&self, seq_len: usize) -> Result<usize> {
+        let b = self.rank_batch(seq_len)?;
+        Ok(if self.device_batch == 0 {
+            b
+        } else {
+            self.device_batch
+        })
     }
 
     /// Micro-batches per step (gradient accumulation), checked to divide evenly.

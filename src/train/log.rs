@@ -22,8 +22,17 @@ use super::step::Geometry;
 pub enum Record {
     Train {
         step: usize,
+        /// Mean loss over every micro-batch of every rank of the step.
         #[serde(deserialize_with = "f64_or_nan")]
         loss: f64,
+        /// Rank 0's loss on its last loader call of the step: the number record 4 and NM-1 log
+        /// as `train_loss` (train_gpt2.py:492). Absent in logs written before it existed.
+        #[serde(
+            default,
+            deserialize_with = "opt_f64_or_nan",
+            skip_serializing_if = "Option::is_none"
+        )]
+        loss_rank0_last: Option<f64>,
         #[serde(default)]
         lrs: BTreeMap<String, f64>,
         tokens: u64,
@@ -148,6 +157,11 @@ fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
             "expected a number, got {s:?}"
         ))),
     }
+}
+
+/// [`f64_or_nan`] for an optional field (present as `null`: NaN).
+fn opt_f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    f64_or_nan(d).map(Some)
 }
 
 /// Appends JSON lines and flushes each, so `speedrun compare` can read a live run.

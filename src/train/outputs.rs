@@ -117,6 +117,7 @@ impl Trainer {
         self.log.write(&Record::Train {
             step,
             loss: out.loss,
+            loss_rank0_last: out.loss_rank0_last,
             lrs: self.opt.lrs(out.lr_mult).into_iter().collect(),
             tokens: self.geo.tokens_at(step),
             step_ms: out.ms,
@@ -146,7 +147,9 @@ impl Trainer {
         let train = &self.cfg.train;
         if step <= 5 || step.is_multiple_of(train.log_every.max(1)) {
             let avg = self.progress.step_avg_ms();
-            let line = log::train_line(step, train.steps, out.loss, train_time_ms, avg);
+            // The records' line carries the records' number (rank 0's last loader call).
+            let shown = out.loss_rank0_last.unwrap_or(out.loss);
+            let line = log::train_line(step, train.steps, shown, train_time_ms, avg);
             self.console.line(&line);
         }
         let tok_per_s = train.batch_tokens as f64 / (out.ms / 1e3);

@@ -65,7 +65,11 @@ impl Progress {
     ) -> Option<TargetHit> {
         self.last_val_loss = Some(val_loss);
         // Written so that NaN never counts as reaching the target.
-        if self.target.is_some() || !(val_loss <= target_loss) {
+        let reached = matches!(
+            val_loss.partial_cmp(&target_loss),
+            Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+        );
+        if self.target.is_some() || !reached {
             return None;
         }
         let hit = TargetHit {

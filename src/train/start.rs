@@ -190,7 +190,10 @@ pub fn preflight(cfg: &Config) -> Result<()> {
 /// The train and val loaders of `cfg`, and the validation steps of its budget, checked to fit
 /// the val shards (a larger budget would silently read validation tokens twice).
 pub(super) fn open_loaders(cfg: &Config, geo: &Geometry) -> Result<(Loader, Loader, usize)> {
-    let train = open_loader(cfg, "train", geo.rank_batch, cfg.train.ranks)?;
+    let calls = geo.rank_batch / geo.device_batch;
+    let train = open_loader(cfg, "train", geo.device_batch, cfg.train.ranks)?
+        .with_calls(calls)?
+        .repeat_first_batch(cfg.train.repeat_first_batch);
     let val = open_loader(cfg, "val", cfg.train.val_batch(), 1)?;
     let val_steps = val
         .steps_for_tokens(cfg.train.val_tokens)

@@ -12,12 +12,14 @@ use crate::data::Loader;
 use crate::model::{Gpt, LayerInputSink};
 use crate::optim::Grads;
 
-/// How a step's tokens are cut: `ranks` windows of `rank_batch` sequences of `seq_len`, each cut
-/// into micro-batches of `micro_batch` sequences (`accum` micro-batches in all).
+/// How a step's tokens are cut: `ranks` windows of `rank_batch` sequences of `seq_len`, each
+/// read as loader calls of `device_batch` sequences and cut into micro-batches of `micro_batch`
+/// sequences (`accum` micro-batches in all).
 #[derive(Debug, Clone, Copy)]
 pub struct Geometry {
     pub seq_len: usize,
     pub rank_batch: usize,
+    pub device_batch: usize,
     pub micro_batch: usize,
     pub accum: usize,
     pub batch_tokens: usize,
@@ -30,6 +32,7 @@ impl Geometry {
         Ok(Geometry {
             seq_len: t,
             rank_batch: cfg.train.rank_batch(t)?,
+            device_batch: cfg.train.call_batch(t)?,
             micro_batch: cfg.train.micro_batch,
             accum: cfg.train.accum_steps(t)?,
             batch_tokens: cfg.train.batch_tokens,

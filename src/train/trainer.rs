@@ -26,8 +26,12 @@ use crate::optim::{LayerInputRouter, OptimizerSet};
 
 /// One finished optimizer step.
 pub struct StepOutcome {
-    /// Mean train loss over the step's micro-batches.
+    /// Mean train loss over the step's micro-batches (every rank's).
     pub loss: f64,
+    /// Rank 0's loss on its last loader call of the step: the number record 4 and NM-1 print as
+    /// `train_loss` (train_gpt2.py:492, train_gpt_newton_muon_1.py:829). None on the processes
+    /// of a data-parallel run that do not train rank 0.
+    pub loss_rank0_last: Option<f64>,
     /// Wall time of the step (forward, backward, optimizer, device sync), diagnostics excluded.
     pub ms: f64,
     /// The schedule's lr multiplier used.
@@ -184,46 +188,13 @@ impl Trainer {
         let t0 = Instant::now();
         dist::take_comm_ms();
         let step = self.progress.step;
-        // Every process walks the record's data order for all ranks and trains its own share.
-        let all = self.train_loader.next_step()?;
-        let windows = &all[self.my_ranks.clone()];
         let collect = self.opt.wants_layer_inputs(step);
-        let (b, t) = (self.geo.micro_batch, self.geo.seq_len);
-        let device = &self.opts.exec.device;
-        let mut sum = GradSum::default();
-        // Summed on the device and read once per step: a read per micro-batch would be a host
-        // sync per micro-batch on a GPU.
-        let mut loss_sum: Option<Tensor> = None;
-        for w in windows {
-            // Micro-batch j of a rank's window is rows j·b .. (j+1)·b of its inputs and targets,
-            // so the split changes no token's position in the step.
-            for j in 0..self.geo.rank_batch / b {
-                let span = j * b * t..(j + 1) * b * t;
-                let x = Tensor::from_slice(&w.inputs[span.clone()], (b, t), device)?;
-                let y = Tensor::from_slice(&w.targets[span], (b, t), device)?;
-                let mut router = LayerInputRouter {
-                    set: &mut self.opt,
-                    step,
-                };
-                let sink = collect.then_some(&mut router as &mut dyn LayerInputSink);
-                let loss = accumulate_micro_batch(
-                    &self.model,
-                    &x,
-                    &y,
-                    self.opts.exec.compute,
-                    sink,
-                    self.geo.accum,
-                    &mut sum,
-                )?;
-                loss_sum = Some(match loss_sum {
-                    Some(acc) => (acc + loss)?,
-                    None => loss,
-                });
-            }
-        }
-        let loss_sum = loss_sum.ok_or_else(|| anyhow!("a step without micro-batches"))?;
+        let (sum, losses) = self.forward_backward(step, collect)?;
         let mut grads = sum.into_grads();
-        let mut loss = [loss_sum.to_scalar::<f64>()?];
+        // One read of both losses: a read is a host sync on a GPU.
+        let host = losses.to_vec1::<f64>()?;
+        let mut loss = [host[0]];
+        let rank0_last = host.get(1).copied();
         if dist::size() > 1 {
             all_reduce_grads(&mut grads)?;
             dist::sum_f64(&mut loss);
@@ -233,6 +204,7 @@ impl Trainer {
         }
         let train = &self.cfg.train;
         let mult = lr_mult(step, train.steps, train.warmup_steps, train.warmdown_steps);
+        let device = &self.opts.exec.device;
         // Rank 0 alone writes the log, so it alone spends the time: the others wait for it at the
         // next collective, as they do for its validation log lines.
         let every = train.diagnostics_every;
@@ -251,14 +223,60 @@ impl Trainer {
         let diag_ms = diag.as_ref().map_or(0.0, |d| d.ms);
         let ms = t0.elapsed().as_secs_f64() * 1e3 - diag_ms;
         self.progress.finish_step(ms);
-        let loss = loss[0] / self.geo.accum as f64;
         Ok(StepOutcome {
-            loss,
+            loss: loss[0] / self.geo.accum as f64,
+            loss_rank0_last: rank0_last,
             ms,
             lr_mult: mult,
             comm_ms,
             diag,
         })
+    }
+
+    /// Forward and backward of every micro-batch of this process's ranks for `step`: the summed
+    /// gradients, and on the device [sum of the micro-batch losses, mean loss of rank 0's last
+    /// loader call] (the second only on the process that trains rank 0).
+    fn forward_backward(&mut self, step: usize, collect: bool) -> Result<(GradSum, Tensor)> {
+        // Every process walks the record's data order for all ranks and trains its own share.
+        let all = self.train_loader.next_step()?;
+        let (b, t) = (self.geo.micro_batch, self.geo.seq_len);
+        let per_rank = self.geo.rank_batch / b;
+        // Micro-batches of one loader call: rank 0's last call is what the records log.
+        let per_call = self.geo.device_batch / b;
+        let device = &self.opts.exec.device;
+        let mut sum = GradSum::default();
+        // Summed on the device and read once per step: a read per micro-batch would be a host
+        // sync per micro-batch on a GPU.
+        let (mut loss_sum, mut last_sum): (Option<Tensor>, Option<Tensor>) = (None, None);
+        for r in self.my_ranks.clone() {
+            let w = &all[r];
+            // Micro-batch j of a rank's window is rows j·b .. (j+1)·b of its inputs and targets,
+            // so the split changes no token's position in the step.
+            for j in 0..per_rank {
+                let span = j * b * t..(j + 1) * b * t;
+                let x = Tensor::from_slice(&w.inputs[span.clone()], (b, t), device)?;
+                let y = Tensor::from_slice(&w.targets[span], (b, t), device)?;
+                let mut router = LayerInputRouter {
+                    set: &mut self.opt,
+                    step,
+                };
+                let sink = collect.then_some(&mut router as &mut dyn LayerInputSink);
+                let compute = self.opts.exec.compute;
+                let accum = self.geo.accum;
+                let loss =
+                    accumulate_micro_batch(&self.model, &x, &y, compute, sink, accum, &mut sum)?;
+                if r == 0 && j + per_call >= per_rank {
+                    last_sum = Some(add_to(last_sum, &loss)?);
+                }
+                loss_sum = Some(add_to(loss_sum, &loss)?);
+            }
+        }
+        let loss_sum = loss_sum.ok_or_else(|| anyhow!("a step without micro-batches"))?;
+        let mut parts = vec![loss_sum];
+        if let Some(last) = last_sum {
+            parts.push((last / per_call as f64)?);
+        }
+        Ok((sum, Tensor::stack(&parts, 0)?))
     }
 
     /// Mean loss over the validation budget (off the clock); logged, checked against the target,
@@ -316,6 +334,14 @@ impl Trainer {
         let every = self.cfg.train.checkpoint_every;
         every > 0 && step > 0 && step.is_multiple_of(every)
     }
+}
+
+/// `acc + x`, or `x` when there is nothing yet.
+fn add_to(acc: Option<Tensor>, x: &Tensor) -> Result<Tensor> {
+    Ok(match acc {
+        Some(a) => (a + x)?,
+        None => x.clone(),
+    })
 }
 
 /// Default run directory name: `<preset>-<optim>-s<seed>`.

@@ -23,53 +23,61 @@ fn write_shards(dir: &Path, lens: &[usize]) -> Vec<Vec<u16>> {
         .collect()
 }
 
-/// Reference for modded-nanogpt record 4's `DistributedDataLoader`, written independently of
-/// loader.rs as W separate per-rank objects (one per "process"), each following the Python:
-/// reset to shard 0 at `r·bt`; a batch reads `tokens[pos..pos+bt+1]`, then `pos += bt·w`, and if
-/// `pos + bt·w + 1 > len` the rank moves to the next shard (cyclically) at `r·bt`.
-/// Returns the windows of every step (in rank order) and every rank's `(shard, pos)` before it.
-fn reference(
-    shards: &[Vec<u16>],
+/// One "process" of modded-nanogpt record 4's `DistributedDataLoader`, written independently of
+/// loader.rs, following the Python: reset to shard 0 at `r·bt`; a batch reads
+/// `tokens[pos..pos+bt+1]`, then `pos += bt·w`, and if `pos + bt·w + 1 > len` the rank moves to
+/// the next shard (cyclically) at `r·bt`.
+struct PyRank<'a> {
+    shards: &'a [Vec<u16>],
+    rank: usize,
     bt: usize,
     w: usize,
-    steps: usize,
-) -> (Vec<Vec<Window>>, Vec<Vec<(usize, usize)>>) {
-    struct PyRank<'a> {
-        shards: &'a [Vec<u16>],
-        rank: usize,
-        bt: usize,
-        w: usize,
-        shard: usize,
-        pos: usize,
-    }
-    impl PyRank<'_> {
-        fn next_batch(&mut self) -> Window {
-            let tokens = &self.shards[self.shard];
-            let buf: Vec<u32> = tokens[self.pos..self.pos + self.bt + 1]
-                .iter()
-                .map(|&x| x as u32)
-                .collect();
-            self.pos += self.bt * self.w;
-            if self.pos + (self.bt * self.w + 1) > tokens.len() {
-                self.shard = (self.shard + 1) % self.shards.len();
-                self.pos = self.rank * self.bt;
-            }
-            Window {
-                inputs: buf[..buf.len() - 1].to_vec(),
-                targets: buf[1..].to_vec(),
-            }
-        }
-    }
-    let mut ranks: Vec<PyRank> = (0..w)
-        .map(|rank| PyRank {
+    shard: usize,
+    pos: usize,
+}
+
+impl PyRank<'_> {
+    fn new(shards: &[Vec<u16>], rank: usize, bt: usize, w: usize) -> PyRank<'_> {
+        PyRank {
             shards,
             rank,
             bt,
             w,
             shard: 0,
             pos: rank * bt,
-        })
-        .collect();
+        }
+    }
+
+    fn reset(&mut self) {
+        self.shard = 0;
+        self.pos = self.rank * self.bt;
+    }
+
+    fn next_batch(&mut self) -> Window {
+        let tokens = &self.shards[self.shard];
+        let buf: Vec<u32> = tokens[self.pos..self.pos + self.bt + 1]
+            .iter()
+            .map(|&x| x as u32)
+            .collect();
+        self.pos += self.bt * self.w;
+        if self.pos + (self.bt * self.w + 1) > tokens.len() {
+            self.shard = (self.shard + 1) % self.shards.len();
+            self.pos = self.rank * self.bt;
+        }
+        Window {
+            inputs: buf[..buf.len() - 1].to_vec(),
+            targets: buf[1..].to_vec(),
+        }
+    }
+}
+
+/// Per step: every rank's window, and every rank's `(shard, pos)` before it.
+type Walk = (Vec<Vec<Window>>, Vec<Vec<(usize, usize)>>);
+
+/// The reference loader of W ranks, one call per rank and step. Returns the windows of every
+/// step (in rank order) and every rank's `(shard, pos)` before it.
+fn reference(shards: &[Vec<u16>], bt: usize, w: usize, steps: usize) -> Walk {
+    let mut ranks: Vec<PyRank> = (0..w).map(|r| PyRank::new(shards, r, bt, w)).collect();
     let (mut wins, mut states) = (Vec::new(), Vec::new());
     for _ in 0..steps {
         states.push(ranks.iter().map(|p| (p.shard, p.pos)).collect());
@@ -78,9 +86,56 @@ fn reference(
     (wins, states)
 }
 
+/// What record 4's training loop trains on, per step and rank (the rank's `calls` micro-steps
+/// concatenated): with `repeat`, each rank fetches a batch before the loop, resets its loader
+/// and, in every micro-step, trains on the batch it holds before fetching the next
+/// (train_gpt2.py:373, :432, :488-494); without, every micro-step trains on a fresh fetch.
+fn record_loop(
+    shards: &[Vec<u16>],
+    (bt, w, calls): (usize, usize, usize),
+    repeat: bool,
+    steps: usize,
+) -> Vec<Vec<Window>> {
+    let mut ranks: Vec<PyRank> = (0..w).map(|r| PyRank::new(shards, r, bt, w)).collect();
+    let mut held: Vec<Option<Window>> = ranks
+        .iter_mut()
+        .map(|p| {
+            repeat.then(|| {
+                let x = p.next_batch();
+                p.reset();
+                x
+            })
+        })
+        .collect();
+    (0..steps)
+        .map(|_| {
+            ranks
+                .iter_mut()
+                .zip(held.iter_mut())
+                .map(|(p, h)| {
+                    let mut step = Window {
+                        inputs: Vec::new(),
+                        targets: Vec::new(),
+                    };
+                    for _ in 0..calls {
+                        let trained = match h {
+                            Some(x) => std::mem::replace(x, p.next_batch()),
+                            None => p.next_batch(),
+                        };
+                        step.inputs.extend(trained.inputs);
+                        step.targets.extend(trained.targets);
+                    }
+                    step
+                })
+                .collect()
+        })
+        .collect()
+}
+
 fn pos_of(ranks: &[(usize, usize)]) -> LoaderPos {
     LoaderPos {
         epoch: 0,
+        repeat_pending: false,
         ranks: ranks
             .iter()
             .map(|&(shard, pos)| RankPos { shard, pos })
@@ -182,6 +237,70 @@ fn loader_matches_per_rank_reference_across_boundaries_and_wraparound() {
     }
 }
 
+/// Several calls per rank and step, with and without the records' repeated first batch, match
+/// the record's own training loop across shard boundaries and wrap-around; a position saved
+/// before the first step (the repeat still to come) resumes to the same stream.
+#[test]
+fn loader_matches_the_records_loop_with_calls_and_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let lens = [49, 50, 13, 37];
+    let shards = write_shards(dir.path(), &lens);
+    let pattern = dir.path().to_str().unwrap();
+    for (b, t, w, calls) in [(2, 3, 2, 1), (1, 4, 1, 2), (1, 2, 2, 3), (3, 2, 1, 2)] {
+        for repeat in [false, true] {
+            let want = record_loop(&shards, (b * t, w, calls), repeat, 30);
+            let open = || {
+                Loader::new(pattern, b, t, w, GPT2_VOCAB)
+                    .unwrap()
+                    .with_calls(calls)
+                    .unwrap()
+                    .repeat_first_batch(repeat)
+            };
+            let mut l = open();
+            let at_start = l.position();
+            assert_eq!(at_start.repeat_pending, repeat);
+            for (i, ws) in want.iter().enumerate() {
+                let got = l.next_step().unwrap();
+                assert_eq!(
+                    &got, ws,
+                    "B={b} T={t} W={w} calls={calls} repeat={repeat} step {i}"
+                );
+                assert!(!l.position().repeat_pending);
+            }
+            // Resume before the first step, through state.json's encoding.
+            let json = serde_json::to_string(&at_start).unwrap();
+            assert_eq!(json.contains("repeat_pending"), repeat, "{json}");
+            let mut again = open();
+            again.next_step().unwrap();
+            again.seek(serde_json::from_str(&json).unwrap()).unwrap();
+            assert_eq!(&again.next_step().unwrap(), &want[0]);
+            assert_eq!(&again.next_step().unwrap(), &want[1]);
+        }
+    }
+    // Step 0 of a one-call loader with the repeat reads window 0 twice over two steps' worth
+    // of calls: (B=1, T=4, W=1, 2 calls) trains tokens 0..4 twice, then 4..8.
+    let ids = |r: std::ops::Range<u32>| r.collect::<Vec<u32>>();
+    assert_eq!(
+        want_inputs(&shards, (4, 1, 2), true),
+        [ids(0..4), ids(0..4)].concat()
+    );
+    assert_eq!(
+        want_inputs(&shards, (4, 1, 2), false),
+        [ids(0..4), ids(4..8)].concat()
+    );
+    // A position with the repeat still to come cannot be resumed by a loader without it.
+    let mut plain = Loader::new(pattern, 1, 4, 1, GPT2_VOCAB).unwrap();
+    let mut pending = plain.position();
+    pending.repeat_pending = true;
+    let e = err_of(plain.seek(pending));
+    assert!(e.contains("repeat_first_batch"), "{e}");
+}
+
+/// Step 0's inputs of rank 0 in the record's loop.
+fn want_inputs(shards: &[Vec<u16>], geo: (usize, usize, usize), repeat: bool) -> Vec<u32> {
+    record_loop(shards, geo, repeat, 1)[0][0].inputs.clone()
+}
+
 #[test]
 fn reference_walk_matches_hand_derivation() {
     // Shards of 49, 50, 37 tokens, B·T = 6, W = 2 (a step is 12 tokens). Rank 0 starts at 0,
@@ -254,6 +373,7 @@ fn loader_seek_resume_reset_and_budget() {
     let e = err_of(l.seek(LoaderPos {
         ranks: vec![],
         epoch: 0,
+        repeat_pending: false,
     }));
     assert!(e.contains("0 rank(s)"), "{e}");
     let e = err_of(l.seek(pos_of(&[(0, 0), (3, 0)])));

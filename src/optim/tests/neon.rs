@@ -154,6 +154,8 @@ fn diagnostics_report_truncation_iterations_and_missing_inputs() -> Result<()> {
     assert!(set.diagnostics()["neon.solver_iterations"] >= 1.0);
 
     cfg.name = Method::NewtonMuon;
+    // A refresh on this first step, where no layer input was recorded.
+    cfg.newton_muon.refresh = 1;
     let mut set = build(&cfg, &p, DType::F32)?;
     set.step(&super::toy_grads(&p, 0), 1.0)?;
     let d = set.diagnostics();

@@ -141,7 +141,11 @@ fn layout(cmp: &Comparison, entries: &Entries, opts: &PlotOpts) -> (Vec<Panel>, 
         cmp.target,
         "no val records yet",
     );
-    let title = format!("train loss (EMA {}, raw faint)", entries.smooth);
+    let title = format!(
+        "train loss: {} (EMA {}, raw faint)",
+        entries.train_basis.describe(),
+        entries.smooth
+    );
     let mut train = panel(title, "train loss", None, "no train records yet");
     let mut diag: Vec<Panel> = MEDIAN_FIELDS
         .iter()

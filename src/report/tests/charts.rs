@@ -148,7 +148,10 @@ fn plot_shows_every_point_ticks_legend_outside_and_target() {
     }
     assert!(
         texts.iter().any(|t| t == "val loss")
-            && texts.iter().any(|t| t.starts_with("train loss (EMA 0.9"))
+            && texts
+                .iter()
+                .any(|t| t
+                    .starts_with("train loss: mean over all micro-batches of the step (EMA 0.9"))
     );
     // The y axis reaches step 0's 10.83: a tick at 10 or above.
     let y_max = texts

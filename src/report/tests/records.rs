@@ -161,3 +161,62 @@ fn log_cut_inside_a_utf8_character_still_reads() {
     let r = load_run(dir.path()).unwrap();
     assert_eq!(r.val.len(), 1);
 }
+
+/// Beside a modded-nanogpt log the train curves are the records' number (rank 0's last
+/// micro-batch, `loss_rank0_last` in log.jsonl), and the titles say so; among runs of ours
+/// alone they are the mean. A run that logged the mean only has no train curve on that basis.
+#[test]
+fn beside_a_record_the_train_curve_is_the_records_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("ours");
+    std::fs::create_dir(&run_dir).unwrap();
+    let src = fixtures().join("muon_s0");
+    for f in ["config.toml", "meta.json", "summary.json"] {
+        std::fs::copy(src.join(f), run_dir.join(f)).unwrap();
+    }
+    // The fixture's train records with a records' number 0.25 above the mean.
+    let log = std::fs::read_to_string(src.join("log.jsonl")).unwrap();
+    let with_last: Vec<String> = log
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if v["kind"] == "train" {
+                v["loss_rank0_last"] = (v["loss"].as_f64().unwrap() + 0.25).into();
+            }
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(run_dir.join("log.jsonl"), with_last.join("\n") + "\n").unwrap();
+    let ours = load_run(&run_dir).unwrap();
+    let record = load_run(&record4_path()).unwrap();
+    let old = fixture("muon_s1");
+
+    let alone = Comparison::new(std::slice::from_ref(&ours), None).entries(0.9);
+    assert_eq!(alone.train_basis, TrainBasis::Mean);
+    let means: Vec<f64> = ours.train.iter().map(|t| t.loss).collect();
+    assert_eq!(
+        alone.runs[0].train.iter().map(|p| p.y).collect::<Vec<_>>(),
+        means
+    );
+
+    let runs = [record, ours.clone(), old];
+    let cmp = Comparison::new(&runs, None);
+    let beside = cmp.entries(0.9);
+    assert_eq!(beside.train_basis, TrainBasis::Rank0Last);
+    let lasts: Vec<f64> = ours.train.iter().map(|t| t.loss + 0.25).collect();
+    let drawn: Vec<f64> = beside.runs[1].train.iter().map(|p| p.y).collect();
+    assert_eq!(drawn.len(), lasts.len());
+    assert!(drawn.iter().zip(&lasts).all(|(a, b)| close(*a, *b, 1e-12)));
+    // The record's own curve is its logged train_loss.
+    assert_eq!(beside.runs[0].train[0].y, runs[0].train[0].loss);
+    assert!(
+        beside.runs[2].train.is_empty(),
+        "a mean-only log has no records' number"
+    );
+    let svg = dir.path().join("r.svg");
+    cmp.plot(&svg, &plot::PlotOpts::default()).unwrap();
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.contains("train loss: last micro-batch of rank 0, as the records log it"));
+    let page = cmp.html(&html_opts()).unwrap();
+    assert!(page.contains(r#""trainBasis":"last micro-batch of rank 0, as the records log it""#));
+}

@@ -7,6 +7,7 @@ use super::config::{self, Config};
 use super::trainer::{train, Resume, RunOptions};
 
 mod diagnostics;
+mod golden;
 
 /// A 2-layer, width-32 model on the shipped shards: 6 steps of 256 tokens (2 micro-batches).
 fn tiny(optim: &str, extra: &[&str]) -> Config {
@@ -33,7 +34,7 @@ fn tiny(optim: &str, extra: &[&str]) -> Config {
     config::load("shakespeare-tiny", &sets).unwrap()
 }
 
-fn opts(dir: &Path, resume: Resume, stop_after: Option<usize>) -> RunOptions {
+pub(super) fn opts(dir: &Path, resume: Resume, stop_after: Option<usize>) -> RunOptions {
     RunOptions {
         run_dir: dir.to_path_buf(),
         exec: crate::device::Exec::cpu(),
@@ -219,7 +220,10 @@ fn bad_overrides_are_one_line_errors() {
         .to_string();
     assert!(e.contains("stepz"), "{e}");
     let e = config::load("shakespeare-tiny", &["train.micro_batch=3".into()]).unwrap_err();
-    assert!(format!("{e:#}").contains("batch_tokens"), "{e:#}");
+    assert!(
+        format!("{e:#}").contains("train.micro_batch = 3 must divide"),
+        "{e:#}"
+    );
     let e = config::load("no-such-preset", &[]).unwrap_err().to_string();
     assert!(e.contains("presets:"), "{e}");
     let e = config::load("shakespeare-tiny", &["novalue".into()])
@@ -234,6 +238,10 @@ fn record4_preset_is_record4() {
     assert_eq!(c.model.num_params(), 123_532_032);
     assert_eq!(c.train.batch_tokens, 524_288);
     assert_eq!((c.train.ranks, c.train.rank_batch(1024).unwrap()), (8, 64));
+    // One loader call of 64 sequences per rank and step, the first one trained twice
+    // (train_gpt2.py:373, :432, :488-494).
+    assert_eq!(c.train.call_batch(1024).unwrap(), 64);
+    assert!(c.train.repeat_first_batch);
     assert_eq!(c.train.steps, 6200);
     assert_eq!((c.train.warmup_steps, c.train.warmdown_steps), (0, 1800));
     assert_eq!((c.train.val_every, c.train.val_tokens), (125, 10_485_760));
