@@ -104,6 +104,32 @@ pub fn axpby_var(w: &Var, alpha: f64, src: &Tensor, beta: f64) -> Result<()> {
     Ok(())
 }
 
+/// `a + w·(b − a)` as PyTorch's `lerp` computes it in fp32 (ATen's Lerp.h): one fused
+/// multiply-add, from `a` when |w| < 0.5 and from `b` otherwise, so that w = 1 gives `b` exactly.
+pub fn lerp_f32(a: f32, b: f32, w: f32) -> f32 {
+    if w.abs() < 0.5 {
+        (b - a).mul_add(w, a)
+    } else {
+        (b - a).mul_add(w - 1.0, b)
+    }
+}
+
+/// `dst ← lerp(dst, src, w)` ([`lerp_f32`]) for a tensor the caller owns alone.
+pub fn lerp(dst: &mut Tensor, src: &Tensor, w: f64) -> Result<()> {
+    if !fits(dst, &[src]) {
+        *dst = (&*dst + ((src - &*dst)? * w)?)?;
+        return Ok(());
+    }
+    let w = w as f32;
+    let op = With1("lerp", move |d: &mut [f32], [s]: [&[f32]; 1]| {
+        d.iter_mut()
+            .zip(s)
+            .for_each(|(x, y)| *x = lerp_f32(*x, *y, w));
+    });
+    dst.inplace_op2(src, &op)?;
+    Ok(())
+}
+
 /// One AdamW update (docs/optimizers.md, "AdamW"): `m ← β₁·m + (1 − β₁)·g`,
 /// `v ← β₂·v + (1 − β₂)·g²`, `w ← α·w − lr·(m/bc₁)/(√(v/bc₂) + eps)` with α = 1 − lr·wd.
 pub struct AdamStep {

@@ -54,6 +54,9 @@ pub struct Loader {
     vocab_size: usize,
     /// Whether a reset arms the repeat of each rank's first window.
     repeat_first: bool,
+    /// Track 3's generator instead of record 4's loader (see [`Loader::track3_generator`]):
+    /// one shared position, read as one window and cut into this many ranks' windows.
+    shared_split: Option<usize>,
     /// Per-rank state, in rank order (length `world`): the next window rank r reads.
     ranks: Vec<RankPos>,
     /// The next call of every rank reads its window without advancing (the repeat to come).
@@ -96,6 +99,7 @@ impl Loader {
             calls: 1,
             vocab_size,
             repeat_first: false,
+            shared_split: None,
             ranks: Vec::new(),
             repeat_pending: false,
             epoch: 0,
@@ -118,6 +122,31 @@ impl Loader {
         self.repeat_first = on;
         self.repeat_pending = on;
         self
+    }
+
+    /// Read as Track 3's `distributed_data_generator` does (train_gpt_simple.py:39-52): one
+    /// position shared by all `ranks`, checked before each read (`pos + S + 1 >= len`: the
+    /// next shard, at 0), the step's S + 1 tokens cut into `ranks` windows of S/ranks (+1), and
+    /// `pos += S`. The loader must have been built with world 1 and B the whole step's
+    /// sequences. Every shard must hold more than S + 1 tokens (the test skips one of exactly
+    /// S + 1, which this refuses instead).
+    pub fn track3_generator(mut self, ranks: usize) -> Result<Self> {
+        ensure!(
+            self.world == 1 && ranks > 0 && self.b.is_multiple_of(ranks) && self.calls == 1,
+            "loader: Track 3's generator reads one window of B·T tokens per step and cuts it into {ranks} ranks (B = {})",
+            self.b
+        );
+        let need = self.call_tokens() + 2;
+        for (f, &n) in self.files.iter().zip(&self.lens) {
+            ensure!(
+                n >= need,
+                "{}: shard has {n} tokens, too few for Track 3's generator, which needs more than one step + 1 = {} tokens",
+                f.display(),
+                need - 1
+            );
+        }
+        self.shared_split = Some(ranks);
+        Ok(self)
     }
 
     /// The reset state of rank r: shard 0, `pos = r·B·T`.
@@ -203,6 +232,22 @@ impl Loader {
     /// of its `calls` calls), without touching the state: the positions read, the state after
     /// the step, and rank 0's wraps.
     fn plan(&self) -> (Vec<Vec<RankPos>>, Vec<RankPos>, usize) {
+        if self.shared_split.is_some() {
+            // Track 3: the test comes before the read, with >=.
+            let mut p = self.ranks[0];
+            let st = self.call_tokens();
+            let mut wraps = 0;
+            if p.pos + st + 1 >= self.lens[p.shard] {
+                p.shard = (p.shard + 1) % self.files.len();
+                p.pos = 0;
+                wraps += usize::from(p.shard == 0);
+            }
+            let after = RankPos {
+                shard: p.shard,
+                pos: p.pos + st,
+            };
+            return (vec![vec![p]], vec![after], wraps);
+        }
         let mut reads = Vec::with_capacity(self.world);
         let mut after = Vec::with_capacity(self.world);
         let mut wraps = 0;
@@ -254,10 +299,14 @@ impl Loader {
         self.set_ranks(after)?;
         self.repeat_pending = false;
         self.epoch += wraps;
-        Ok(windows)
+        Ok(match self.shared_split {
+            Some(ranks) => split_window(windows, ranks),
+            None => windows,
+        })
     }
 
-    /// Every rank's `(shard, pos)` (the window each will read next) and the pending repeat.
+    /// Every rank's `(shard, pos)` (the window each will read next; Track 3's shared position
+    /// before its test) and the pending repeat.
     pub fn position(&self) -> LoaderPos {
         LoaderPos {
             ranks: self.ranks.clone(),
@@ -288,6 +337,8 @@ impl Loader {
                 self.files.len()
             );
             let len = self.lens[rp.shard];
+            // Track 3's saved position is before its test, which may still move it on.
+            let win = if self.shared_split.is_some() { 0 } else { win };
             ensure!(
                 rp.pos.checked_add(win).is_some_and(|end| end <= len),
                 "{}: rank {r}: cannot seek to position {}: a window needs {win} tokens and the shard has {len}",
@@ -358,4 +409,19 @@ impl Loader {
         }
         Ok(steps)
     }
+}
+
+/// One window of W·L tokens (+1) cut into W windows of L (+1): rank r's inputs are tokens
+/// r·L .. (r+1)·L of it, its targets the same shifted by one.
+fn split_window(mut windows: Vec<Window>, ranks: usize) -> Vec<Window> {
+    let w = windows.remove(0);
+    let l = w.inputs.len() / ranks;
+    let mut all = w.inputs;
+    all.push(*w.targets.last().expect("a window has targets"));
+    (0..ranks)
+        .map(|r| Window {
+            inputs: all[r * l..(r + 1) * l].to_vec(),
+            targets: all[r * l + 1..(r + 1) * l + 1].to_vec(),
+        })
+        .collect()
 }

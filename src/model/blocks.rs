@@ -27,6 +27,11 @@ use super::rows::{
 use crate::cpu::gemm::{mm_new, mm_par, Operand};
 use crate::cpu::{f32_data, with_f32};
 
+/// Whether the fused sub-blocks implement `cfg`'s architecture.
+pub(crate) fn supports(cfg: &super::GptConfig) -> bool {
+    cfg.is_record4_arch()
+}
+
 /// `x + s·attention branch` (module docs) for `x` (B, T, d) and the packed `w_attn` (3d, d) and
 /// `w_proj` (d, d), all fp32 on the CPU.
 pub(crate) fn attention_block(

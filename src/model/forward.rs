@@ -5,10 +5,14 @@ use candle_core::{DType, Tensor, D};
 
 use std::sync::Arc;
 
+use super::arch::{Activation, Reduction, Residual};
 use super::attention;
 use super::blocks;
-use super::layers::{apply_rotary, causal_mask, linear, rms_norm, rotary_tables};
-use super::params::{BlockNames, WTE};
+use super::head::Head;
+use super::layers::{
+    apply_rotary, causal_mask, linear_b, norm, rotary_freqs, rotary_tables_of, softcap,
+};
+use super::params::{BlockNames, Lin};
 use super::rows::Rope;
 use super::{Gpt, LayerInputSink};
 
@@ -44,8 +48,9 @@ impl Gpt {
         if let Some(tab) = cache.get(&t) {
             return Ok(tab.clone());
         }
-        let hd = self.cfg.n_embd / self.cfg.n_head;
-        let (cos, sin) = rotary_tables(t, hd, self.cfg.rope_base, &self.device)?;
+        let c = &self.cfg;
+        let freqs = rotary_freqs(c.head_dim(), c.rope_base, c.rotary);
+        let (cos, sin) = rotary_tables_of(t, &freqs, &self.device)?;
         let rope = if self.device.is_cpu() {
             Some(Arc::new(Rope {
                 cos: cos.flatten_all()?.to_vec1::<f32>()?,
@@ -77,6 +82,48 @@ impl Gpt {
         })
     }
 
+    /// An optional parameter as a tensor ([`Gpt::weight`]).
+    fn weight_opt(&self, name: Option<&str>, detached: bool) -> Result<Option<Tensor>> {
+        name.map(|n| self.weight(n, detached)).transpose()
+    }
+
+    /// A Linear's weight and bias.
+    fn lin(&self, l: &Lin, detached: bool) -> Result<(Tensor, Option<Tensor>)> {
+        Ok((
+            self.weight(&l.w, detached)?,
+            self.weight_opt(l.b.as_deref(), detached)?,
+        ))
+    }
+
+    /// `x · Wᵀ + b` for Linear `l`, in `compute`.
+    fn apply(&self, x: &Tensor, l: &Lin, compute: DType, detached: bool) -> Result<Tensor> {
+        let (w, b) = self.lin(l, detached)?;
+        linear_b(x, &w, b.as_ref(), compute)
+    }
+
+    /// RMSNorm with the gains named `gains` (weightless when None), in fp32, cast to the
+    /// residual stream's dtype `dtype` (Track 3's `F.rms_norm` returns its input's dtype).
+    fn norm(
+        &self,
+        x: &Tensor,
+        gains: Option<&str>,
+        dtype: DType,
+        detached: bool,
+    ) -> Result<Tensor> {
+        let g = self.weight_opt(gains, detached)?;
+        Ok(norm(x, g.as_ref(), self.cfg.norm_eps)?.to_dtype(dtype)?)
+    }
+
+    /// The head: its weight (the embedding when tied), bias, softcap and reduction.
+    pub(crate) fn head(&self, detached: bool) -> Result<Head> {
+        Ok(Head {
+            w: self.weight(self.names.head_weight(), detached)?,
+            b: self.weight_opt(self.names.head_bias(), detached)?,
+            softcap: self.cfg.softcap,
+            sum: self.cfg.loss == Reduction::Sum,
+        })
+    }
+
     /// Reject inputs the model cannot run: an unsupported compute dtype, `idx` not (B, T) of an
     /// integer type, or T outside 1..=seq_len. Returns (B, T).
     fn check_input(&self, idx: &Tensor, compute: DType) -> Result<(usize, usize)> {
@@ -102,7 +149,8 @@ impl Gpt {
         Ok((b, t))
     }
 
-    /// Logits (B, T, vocab) fp32. With `detached` every weight is detached, so no graph is built.
+    /// Logits (B, T, vocab) fp32, after the softcap when the model has one. With `detached` every
+    /// weight is detached, so no graph is built.
     pub(crate) fn forward(
         &self,
         idx: &Tensor,
@@ -110,61 +158,94 @@ impl Gpt {
         sink: Option<&mut dyn LayerInputSink>,
         detached: bool,
     ) -> Result<Tensor> {
-        let (xn, wte) = self.hidden(idx, compute, sink, detached)?;
-        // The tied head; logits come back in fp32 (docs/model.md, "Head").
-        Ok(linear(&xn, &wte, compute)?.to_dtype(DType::F32)?)
+        let h = self.hidden(idx, compute, sink, detached)?;
+        let head = self.head(detached)?;
+        // Logits come back in fp32 (docs/model.md, "Head").
+        let z = linear_b(&h, &head.w, head.b.as_ref(), compute)?.to_dtype(DType::F32)?;
+        if head.softcap > 0.0 {
+            return softcap(&z, head.softcap);
+        }
+        Ok(z)
     }
 
-    /// The final normed hidden states (B, T, d) fp32 and the tied weight they meet in the head.
+    /// The final normed hidden states (B, T, d), fp32 (or the compute dtype where the residual
+    /// stream is kept in it).
     pub(crate) fn hidden(
         &self,
         idx: &Tensor,
         compute: DType,
         mut sink: Option<&mut dyn LayerInputSink>,
         detached: bool,
-    ) -> Result<(Tensor, Tensor)> {
+    ) -> Result<Tensor> {
         let (b, t) = self.check_input(idx, compute)?;
         let tab = self.tables(t)?;
-        // Only the attention branch is scaled, by 1/√(2·n_layer) (docs/model.md, "Residual stream").
-        let attn_scale = 1.0 / (2.0 * self.cfg.n_layer as f64).sqrt();
-
-        let wte = self.weight(WTE, detached)?;
-        // The residual stream stays fp32, as under PyTorch autocast (embedding is not autocast).
+        let c = &self.cfg;
+        // Record 4 keeps the stream fp32 (as under autocast, where the embedding output is not
+        // cast); Track 3 keeps its embedding, hence every activation, in the compute dtype.
+        let stream = match c.residual {
+            Residual::Fp32 => DType::F32,
+            Residual::Compute => compute,
+        };
+        let wte = self.weight(&self.names.embed, detached)?;
         let mut x = wte
             .embedding(&idx.flatten_all()?)?
-            .reshape((b, t, self.cfg.n_embd))?;
-
+            .reshape((b, t, c.n_embd))?
+            .to_dtype(stream)?;
+        if c.embed_norm {
+            x = self.norm(&x, self.names.embed_norm.as_deref(), stream, detached)?;
+        }
         // The fused CPU sub-blocks (blocks.rs) where they apply; they do not hand layer inputs
         // to a sink, so Newton-Muon's statistics steps take the primitive path.
         let fused = match (&tab.rope, &sink) {
             (Some(rope), None) if compute == DType::F32 && self.fused_blocks => Some(rope),
             _ => None,
         };
-        for names in &self.block_names {
-            let w = |name: &str| self.weight(name, detached);
-            if let Some(rope) = fused {
-                let (wa, wp) = (w(&names.c_attn)?, w(&names.attn_proj)?);
-                x = blocks::attention_block(&x, &wa, &wp, self.cfg.n_head, attn_scale, rope)?;
-                x = blocks::mlp_block(&x, &w(&names.c_fc)?, &w(&names.mlp_proj)?)?;
+        for names in &self.names.blocks {
+            if let Some(rope) = fused.filter(|_| blocks::supports(c)) {
+                x = self.fused_block(&x, names, rope, detached)?;
                 continue;
             }
-            let xn = rms_norm(&x)?;
-            record(&mut sink, &names.c_attn, &xn)?;
-            let y = self.attention(&xn, names, &tab, compute, detached)?;
-            record(&mut sink, &names.attn_proj, &y)?;
-            let a = linear(&y, &w(&names.attn_proj)?, compute)?;
-            x = (x + a.to_dtype(DType::F32)?.affine(attn_scale, 0.0)?)?;
-
-            // MLP branch: exact erf GELU.
-            let xn = rms_norm(&x)?;
-            record(&mut sink, &names.c_fc, &xn)?;
-            let h = linear(&xn, &w(&names.c_fc)?, compute)?.gelu_erf()?;
-            record(&mut sink, &names.mlp_proj, &h)?;
-            let m = linear(&h, &w(&names.mlp_proj)?, compute)?;
-            x = (x + m.to_dtype(DType::F32)?)?;
+            x = self.block(&x, names, &tab, (compute, stream), &mut sink, detached)?;
         }
+        self.norm(&x, self.names.final_norm.as_deref(), stream, detached)
+    }
 
-        Ok((rms_norm(&x)?, wte))
+    /// One block on the primitive path (docs/model.md, "One block"), handing its Linears'
+    /// inputs to `sink`.
+    fn block(
+        &self,
+        x: &Tensor,
+        names: &BlockNames,
+        tab: &Tables,
+        (compute, stream): (DType, DType),
+        sink: &mut Option<&mut dyn LayerInputSink>,
+        detached: bool,
+    ) -> Result<Tensor> {
+        let c = &self.cfg;
+        let xn = self.norm(x, names.norm1.as_deref(), stream, detached)?;
+        record(sink, names.attn_input(), &xn)?;
+        let y = self.attention(&xn, names, tab, compute, detached)?;
+        record(sink, &names.attn_proj.w, &y)?;
+        let a = self
+            .apply(&y, &names.attn_proj, compute, detached)?
+            .to_dtype(stream)?;
+        // Record 4 scales only the attention branch, by 1/√(2·n_layer) ("Residual stream").
+        let a = if c.scale_attn_branch {
+            a.affine(1.0 / (2.0 * c.n_layer as f64).sqrt(), 0.0)?
+        } else {
+            a
+        };
+        let x = (x + a)?;
+        let xn = self.norm(&x, names.norm2.as_deref(), stream, detached)?;
+        record(sink, &names.fc.w, &xn)?;
+        let h = self.apply(&xn, &names.fc, compute, detached)?;
+        let h = match c.mlp {
+            Activation::Gelu => h.gelu_erf()?,
+            Activation::Relu2 => h.relu()?.sqr()?,
+        };
+        record(sink, &names.mlp_proj.w, &h)?;
+        let m = self.apply(&h, &names.mlp_proj, compute, detached)?;
+        Ok((x + m.to_dtype(stream)?)?)
     }
 
     /// Causal self-attention of one block on the normed input `xn` (B, T, d), up to but not
@@ -178,26 +259,54 @@ impl Gpt {
         detached: bool,
     ) -> Result<Tensor> {
         let (b, t, d) = xn.dims3()?;
-        let nh = self.cfg.n_head;
-        let hd = d / nh;
-        let qkv = linear(xn, &self.weight(&names.c_attn, detached)?, compute)?;
-        let heads = |i: usize| -> Result<Tensor> {
-            Ok(qkv
-                .narrow(2, i * d, d)?
-                .reshape((b, t, nh, hd))?
-                .transpose(1, 2)?)
+        let (nh, hd) = (self.cfg.n_head, self.cfg.head_dim());
+        // q, k, v as (B, H, T, hd): thirds of the packed projection, or three projections.
+        let qkv: Vec<Tensor> = if names.qkv.len() == 1 {
+            let packed = self.apply(xn, &names.qkv[0], compute, detached)?;
+            (0..3)
+                .map(|i| packed.narrow(2, i * d, d))
+                .collect::<candle_core::Result<_>>()?
+        } else {
+            names
+                .qkv
+                .iter()
+                .map(|l| self.apply(xn, l, compute, detached))
+                .collect::<Result<_>>()?
         };
-        // The softmax scale 1/√head_dim is folded into q while it is still fp32: the same
-        // product as scaling the (T×T) scores, at head_dim/T of the cost.
-        let softmax_scale = 1.0 / (hd as f64).sqrt();
-        let q = apply_rotary(&heads(0)?, &tab.cos, &tab.sin)?.affine(softmax_scale, 0.0)?;
+        let heads =
+            |x: &Tensor| -> Result<Tensor> { Ok(x.reshape((b, t, nh, hd))?.transpose(1, 2)?) };
+        let (mut q, mut k) = (heads(&qkv[0])?, heads(&qkv[1])?);
+        if self.cfg.qk_norm {
+            // A weightless RMSNorm per head, before rotary (Track 3, train_gpt_simple.py:107),
+            // with F.rms_norm's default epsilon, as the model's other norms.
+            q = norm(&q, None, self.cfg.norm_eps)?.to_dtype(compute)?;
+            k = norm(&k, None, self.cfg.norm_eps)?.to_dtype(compute)?;
+        }
+        // The softmax scale is folded into q while it is still fp32: the same product as scaling
+        // the (T×T) scores, at head_dim/T of the cost.
+        let q = apply_rotary(&q, &tab.cos, &tab.sin)?.affine(self.cfg.softmax_scale(), 0.0)?;
         let q = q.to_dtype(compute)?.contiguous()?;
-        let k = apply_rotary(&heads(1)?, &tab.cos, &tab.sin)?
+        let k = apply_rotary(&k, &tab.cos, &tab.sin)?
             .to_dtype(compute)?
             .contiguous()?;
-        let v = heads(2)?.contiguous()?;
+        let v = heads(&qkv[2])?.contiguous()?;
         // Fused and tiled for fp32 on the CPU, primitives elsewhere (attention.rs).
         let y = attention::causal_attention(&q, &k, &v, &tab.mask)?; // (B, H, T, hd)
         Ok(y.transpose(1, 2)?.contiguous()?.reshape((b, t, d))?)
+    }
+
+    /// One block through the fused CPU sub-blocks (record 4's architecture).
+    fn fused_block(
+        &self,
+        x: &Tensor,
+        names: &BlockNames,
+        rope: &Arc<Rope>,
+        detached: bool,
+    ) -> Result<Tensor> {
+        let w = |name: &str| self.weight(name, detached);
+        let scale = 1.0 / (2.0 * self.cfg.n_layer as f64).sqrt();
+        let (wa, wp) = (w(&names.qkv[0].w)?, w(&names.attn_proj.w)?);
+        let x = blocks::attention_block(x, &wa, &wp, self.cfg.n_head, scale, rope)?;
+        blocks::mlp_block(&x, &w(&names.fc.w)?, &w(&names.mlp_proj.w)?)
     }
 }

@@ -29,7 +29,13 @@ pub fn load(cfg: &GptConfig, path: &Path, device: &Device) -> Result<BTreeMap<St
     let mut tensors = candle_core::safetensors::load(path, device)
         .map_err(|e| anyhow!("{file}: cannot read safetensors: {e}"))?;
 
-    if let Some(alias) = tensors.remove(LM_HEAD_ALIAS) {
+    let tied_record4 = cfg.tied_head && cfg.names == super::arch::Names::Record4;
+    let alias = if tied_record4 {
+        tensors.remove(LM_HEAD_ALIAS)
+    } else {
+        None
+    };
+    if let Some(alias) = alias {
         match tensors.get(WTE) {
             None => {
                 tensors.insert(WTE.to_string(), alias);
@@ -58,21 +64,26 @@ pub fn load(cfg: &GptConfig, path: &Path, device: &Device) -> Result<BTreeMap<St
     extra.sort();
     if let Some(name) = extra.first() {
         bail!(
-            "{file}: unexpected tensor {name} ({} unexpected in all) for a model of {} layers, width {}",
+            "{file}: unexpected tensor {name} ({} unexpected in all) for a {} model of {} layers, width {}{}",
             extra.len(),
+            arch_name(cfg),
             cfg.n_layer,
-            cfg.n_embd
+            cfg.n_embd,
+            other_arch_hint(cfg, name)
         );
     }
 
     let mut vars = BTreeMap::new();
-    for (name, (out_f, in_f)) in shapes {
+    for (name, shape) in shapes {
         let t = tensors.remove(&name).ok_or_else(|| {
-            anyhow!("{file}: missing tensor {name} (expected shape ({out_f}, {in_f}))")
+            anyhow!(
+                "{file}: missing tensor {name} (expected shape {shape:?}) for a {} model",
+                arch_name(cfg)
+            )
         })?;
-        if t.dims() != [out_f, in_f] {
+        if t.dims() != shape.as_slice() {
             bail!(
-                "{file}: tensor {name} has shape {:?}, expected ({out_f}, {in_f})",
+                "{file}: tensor {name} has shape {:?}, expected {shape:?}",
                 t.dims()
             );
         }
@@ -88,4 +99,24 @@ pub fn load(cfg: &GptConfig, path: &Path, device: &Device) -> Result<BTreeMap<St
         vars.insert(name, Var::from_tensor(&t)?);
     }
     Ok(vars)
+}
+
+/// "record-4" or "track-3" (the naming scheme), for messages.
+fn arch_name(cfg: &GptConfig) -> &'static str {
+    match cfg.names {
+        super::arch::Names::Record4 => "record-4",
+        super::arch::Names::Track3 => "track-3",
+    }
+}
+
+/// A hint when `name` belongs to the other naming scheme: the file is a checkpoint of another
+/// architecture (e.g. `--init-from` a record-4 file into a Track-3 run).
+fn other_arch_hint(cfg: &GptConfig, name: &str) -> &'static str {
+    let track3_name = name.starts_with("blocks.") || name == "embed.weight";
+    let record4_name = name.starts_with("transformer.");
+    match cfg.names {
+        super::arch::Names::Record4 if track3_name => " (the file holds a Track-3 model)",
+        super::arch::Names::Track3 if record4_name => " (the file holds a record-4 model)",
+        _ => "",
+    }
 }

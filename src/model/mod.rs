@@ -13,6 +13,7 @@ use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
+pub mod arch;
 mod attention;
 mod blocks;
 mod forward;
@@ -26,10 +27,11 @@ mod rows;
 mod tests;
 mod xent;
 
-use params::BlockNames;
-pub use params::{LM_HEAD_ALIAS, WTE};
+pub use params::{BlockNames, Lin, ParamNames, LM_HEAD_ALIAS, WTE};
 
-/// Shape of the model. Any width, depth, head count and sequence length is allowed.
+/// Shape and architecture of the model. Any width, depth, head count and sequence length is
+/// allowed; the architecture fields default to record 4 (docs/model.md) and Track 3 sets them
+/// (docs/track3.md). Defaults are left out of a saved config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GptConfig {
@@ -41,6 +43,53 @@ pub struct GptConfig {
     pub seq_len: usize,
     #[serde(default = "default_rope_base")]
     pub rope_base: f64,
+    /// Width of one head; 0: n_embd / n_head. When given, n_head · head_dim must be n_embd.
+    #[serde(default, skip_serializing_if = "arch::is_zero_usize")]
+    pub head_dim: usize,
+    /// The parameters' state_dict names.
+    #[serde(default, skip_serializing_if = "arch::is_default")]
+    pub names: arch::Names,
+    /// RMSNorms with a learnable gain per channel (init 1); weightless when false.
+    #[serde(default, skip_serializing_if = "arch::is_false")]
+    pub norm_gains: bool,
+    /// The RMSNorms' epsilon (record 4: 1e-6; Track 3's F.rms_norm default: fp32's machine
+    /// epsilon, 1.1920928955078125e-7).
+    #[serde(
+        default = "arch::default_norm_eps",
+        skip_serializing_if = "arch::is_default_norm_eps"
+    )]
+    pub norm_eps: f64,
+    /// An RMSNorm right after the embedding.
+    #[serde(default, skip_serializing_if = "arch::is_false")]
+    pub embed_norm: bool,
+    /// A weightless RMSNorm on q and k per head, before rotary.
+    #[serde(default, skip_serializing_if = "arch::is_false")]
+    pub qk_norm: bool,
+    /// A bias on every Linear, the head included.
+    #[serde(default, skip_serializing_if = "arch::is_false")]
+    pub bias: bool,
+    #[serde(default, skip_serializing_if = "arch::is_default")]
+    pub mlp: arch::Activation,
+    #[serde(default, skip_serializing_if = "arch::is_default")]
+    pub rotary: arch::Rotary,
+    /// Attention's softmax scale; 0: 1/√head_dim.
+    #[serde(default, skip_serializing_if = "arch::is_zero_f64")]
+    pub attn_scale: f64,
+    /// Scale the attention branch by 1/√(2·n_layer) before adding it (record 4).
+    #[serde(default = "arch::yes", skip_serializing_if = "arch::is_true")]
+    pub scale_attn_branch: bool,
+    /// The head shares the embedding matrix (record 4).
+    #[serde(default = "arch::yes", skip_serializing_if = "arch::is_true")]
+    pub tied_head: bool,
+    /// Logit softcap c: z ↦ c·z/√(z² + c²) (Track 3: 15); 0: none.
+    #[serde(default, skip_serializing_if = "arch::is_zero_f64")]
+    pub softcap: f64,
+    #[serde(default, skip_serializing_if = "arch::is_default")]
+    pub loss: arch::Reduction,
+    #[serde(default, skip_serializing_if = "arch::is_default")]
+    pub init: arch::Init,
+    #[serde(default, skip_serializing_if = "arch::is_default")]
+    pub residual: arch::Residual,
 }
 
 fn default_rope_base() -> f64 {
@@ -50,20 +99,114 @@ fn default_rope_base() -> f64 {
 impl GptConfig {
     /// Record 4: 12 layers, 12 heads, width 768, vocab 50257, T = 1024 (123,532,032 parameters).
     pub fn record4() -> Self {
+        Self::record4_shaped(50257, 12, 12, 768, 1024)
+    }
+
+    /// A record-4 architecture of the given shape.
+    pub fn record4_shaped(
+        vocab_size: usize,
+        n_layer: usize,
+        n_head: usize,
+        n_embd: usize,
+        seq_len: usize,
+    ) -> Self {
         GptConfig {
-            vocab_size: 50257,
-            n_layer: 12,
-            n_head: 12,
-            n_embd: 768,
-            seq_len: 1024,
+            vocab_size,
+            n_layer,
+            n_head,
+            n_embd,
+            seq_len,
             rope_base: 10000.0,
+            head_dim: 0,
+            names: arch::Names::Record4,
+            norm_gains: false,
+            norm_eps: arch::RECORD4_NORM_EPS,
+            embed_norm: false,
+            qk_norm: false,
+            bias: false,
+            mlp: arch::Activation::Gelu,
+            rotary: arch::Rotary::Full,
+            attn_scale: 0.0,
+            scale_attn_branch: true,
+            tied_head: true,
+            softcap: 0.0,
+            loss: arch::Reduction::Mean,
+            init: arch::Init::PytorchDefault,
+            residual: arch::Residual::Fp32,
         }
     }
 
-    /// Number of trainable parameters (tied head counted once).
+    /// Track 3's architecture (docs/track3.md) of the given shape: width `n_embd` in heads of
+    /// `head_dim` (Track 3: 768 in 6 × 128, vocab 50304, 12 layers, T = 1024).
+    pub fn track3_shaped(
+        vocab_size: usize,
+        n_layer: usize,
+        n_embd: usize,
+        head_dim: usize,
+        seq_len: usize,
+    ) -> Self {
+        GptConfig {
+            head_dim,
+            names: arch::Names::Track3,
+            norm_gains: true,
+            norm_eps: f32::EPSILON as f64,
+            embed_norm: true,
+            qk_norm: true,
+            bias: true,
+            mlp: arch::Activation::Relu2,
+            rotary: arch::Rotary::HalfTruncated,
+            attn_scale: 0.12,
+            scale_attn_branch: false,
+            tied_head: false,
+            softcap: 15.0,
+            loss: arch::Reduction::Sum,
+            init: arch::Init::Track3,
+            residual: arch::Residual::Compute,
+            ..Self::record4_shaped(
+                vocab_size,
+                n_layer,
+                n_embd / head_dim.max(1),
+                n_embd,
+                seq_len,
+            )
+        }
+    }
+
+    /// Number of trainable parameters (a tied head counted once).
     pub fn num_params(&self) -> usize {
-        let d = self.n_embd;
-        self.vocab_size * d + self.n_layer * (3 * d * d + d * d + 4 * d * d + 4 * d * d)
+        self.param_shapes()
+            .values()
+            .map(|s| s.iter().product::<usize>())
+            .sum()
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        if self.head_dim == 0 {
+            self.n_embd / self.n_head.max(1)
+        } else {
+            self.head_dim
+        }
+    }
+
+    /// The softmax scale of attention.
+    pub fn softmax_scale(&self) -> f64 {
+        if self.attn_scale == 0.0 {
+            1.0 / (self.head_dim() as f64).sqrt()
+        } else {
+            self.attn_scale
+        }
+    }
+
+    /// Whether this is record 4's architecture (any shape and rotary base).
+    pub fn is_record4_arch(&self) -> bool {
+        let s = self;
+        let mut c = self.clone();
+        c.rope_base = 10000.0;
+        if s.head_dim * s.n_head == s.n_embd {
+            c.head_dim = 0;
+        }
+        c == Self::record4_shaped(s.vocab_size, s.n_layer, s.n_head, s.n_embd, s.seq_len)
     }
 }
 
@@ -77,13 +220,14 @@ pub trait LayerInputSink {
     fn record(&mut self, weight_name: &str, x: &Tensor) -> Result<()>;
 }
 
-/// The record-4 GPT. Parameters are fp32 `Var`s keyed by PyTorch state_dict name.
+/// The GPT of `cfg`'s architecture. Parameters are fp32 `Var`s keyed by PyTorch state_dict
+/// name.
 pub struct Gpt {
     pub cfg: GptConfig,
     vars: BTreeMap<String, Var>,
     device: Device,
-    /// PyTorch names of each block's hidden Linears, built once so a forward allocates no names.
-    block_names: Vec<BlockNames>,
+    /// Every parameter's PyTorch name by role, built once so a forward allocates no names.
+    names: ParamNames,
     /// Rotary tables and causal mask per sequence length T, built on first use (see `forward.rs`).
     tables: Mutex<HashMap<usize, forward::Tables>>,
     /// Whether fp32 CPU forwards use the fused sub-blocks (`blocks.rs`); the tests turn it off
@@ -92,7 +236,8 @@ pub struct Gpt {
 }
 
 impl Gpt {
-    /// Fresh weights with PyTorch default init (U(±1/√fan_in)), deterministic in `seed`.
+    /// Fresh weights by `cfg.init` (record 4: PyTorch's default, U(±1/√fan_in)), deterministic
+    /// in `seed`.
     pub fn new(cfg: &GptConfig, device: &Device, seed: u64) -> Result<Self> {
         cfg.validate()?;
         let vars = params::init_vars(cfg, device, seed)?;
@@ -104,7 +249,7 @@ impl Gpt {
             cfg: cfg.clone(),
             vars,
             device: device.clone(),
-            block_names: (0..cfg.n_layer).map(BlockNames::new).collect(),
+            names: ParamNames::new(cfg),
             tables: Mutex::new(HashMap::new()),
             fused_blocks: true,
         }
@@ -129,9 +274,10 @@ impl Gpt {
         &self.vars
     }
 
-    /// Mean cross-entropy of next-token prediction, as a scalar fp32 tensor with a graph.
-    /// `idx`, `targets`: (B, T) u32. `compute`: F32 or BF16 (weights are cast inside; norms,
-    /// softmax and the loss stay fp32). `sink` receives layer inputs when given.
+    /// Cross-entropy of next-token prediction, reduced as `cfg.loss` says (the mean over tokens,
+    /// or their sum), as a scalar fp32 tensor with a graph. `idx`, `targets`: (B, T) u32.
+    /// `compute`: F32 or BF16 (weights are cast inside; norms, softmax and the loss stay fp32).
+    /// `sink` receives layer inputs when given.
     pub fn loss(
         &self,
         idx: &Tensor,
@@ -139,8 +285,8 @@ impl Gpt {
         compute: DType,
         sink: Option<&mut dyn LayerInputSink>,
     ) -> Result<Tensor> {
-        let (h, w, targets) = self.head_inputs(idx, targets, compute, sink, false)?;
-        head::head_loss(&h, &w, &targets, compute, head::HEAD_CHUNK_TOKENS, true)
+        let (h, head, targets) = self.head_inputs(idx, targets, compute, sink, false)?;
+        head::head_loss(&h, &head, &targets, compute, head::HEAD_CHUNK_TOKENS, true)
     }
 
     /// The unchunked loss: the full logits, then the cross-entropy (the reference the chunked
@@ -153,10 +299,14 @@ impl Gpt {
         sink: Option<&mut dyn LayerInputSink>,
     ) -> Result<Tensor> {
         let logits = self.forward(idx, compute, sink, false)?;
-        xent::cross_entropy(&logits, targets)
+        let mean = xent::cross_entropy(&logits, targets)?;
+        Ok(match self.cfg.loss {
+            arch::Reduction::Mean => mean,
+            arch::Reduction::Sum => (mean * targets.elem_count() as f64)?,
+        })
     }
 
-    /// Hidden states (N, d), the tied weight, and the targets (N,) u32, checked against `idx`.
+    /// Hidden states (N, d), the head, and the targets (N,) u32, checked against `idx`.
     fn head_inputs(
         &self,
         idx: &Tensor,
@@ -164,14 +314,14 @@ impl Gpt {
         compute: DType,
         sink: Option<&mut dyn LayerInputSink>,
         detached: bool,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        let (h, w) = self.hidden(idx, compute, sink, detached)?;
+    ) -> Result<(Tensor, head::Head, Tensor)> {
+        let h = self.hidden(idx, compute, sink, detached)?;
         let (b, t, d) = h.dims3()?;
         let targets = xent::check_targets(targets, (b, t))?;
-        Ok((h.reshape((b * t, d))?, w, targets))
+        Ok((h.reshape((b * t, d))?, self.head(detached)?, targets))
     }
 
-    /// Logits (B, T, vocab) in fp32, with a graph.
+    /// Logits (B, T, vocab) in fp32 (after the softcap, when the model has one), with a graph.
     pub fn logits(
         &self,
         idx: &Tensor,
@@ -181,13 +331,19 @@ impl Gpt {
         self.forward(idx, compute, sink, false)
     }
 
-    /// Loss on detached weights: builds no autograd graph (validation).
+    /// The mean loss per token on detached weights, whatever `cfg.loss` (validation reports
+    /// it): builds no autograd graph.
     pub fn eval_loss(&self, idx: &Tensor, targets: &Tensor, compute: DType) -> Result<f32> {
-        let (h, w, targets) = self.head_inputs(idx, targets, compute, None, true)?;
-        let loss = head::head_loss(&h, &w, &targets, compute, head::HEAD_CHUNK_TOKENS, false)?;
+        let (h, head, targets) = self.head_inputs(idx, targets, compute, None, true)?;
+        let n = targets.elem_count();
+        let loss = head::head_loss(&h, &head, &targets, compute, head::HEAD_CHUNK_TOKENS, false)?;
         if loss.track_op() {
             bail!("model: eval_loss built an autograd graph (a weight was not detached)");
         }
-        Ok(loss.to_scalar::<f32>()?)
+        let loss = loss.to_scalar::<f32>()?;
+        Ok(match self.cfg.loss {
+            arch::Reduction::Mean => loss,
+            arch::Reduction::Sum => (loss as f64 / n as f64) as f32,
+        })
     }
 }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use candle_core::{Tensor, Var};
 
 use super::config::AdamWConfig;
-use super::{grad_of, Grads, Group, Keeper, Optimizer, Slot, Visitor, EMBEDDING};
+use super::{grad_of, Grads, Group, Keeper, Optimizer, Slot, Visitor, EMBEDDINGS};
 use crate::cpu::inplace::AdamStep;
 
 /// AdamW over a set of named fp32 parameters; moments are fp32 like the parameters.
@@ -40,7 +40,7 @@ impl AdamW {
     }
 
     fn decay_of(&self, name: &str) -> f64 {
-        if name == EMBEDDING && !self.cfg.decay_embedding {
+        if EMBEDDINGS.contains(&name) && !self.cfg.decay_embedding {
             0.0
         } else {
             self.cfg.weight_decay

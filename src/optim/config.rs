@@ -12,9 +12,28 @@ pub struct OptimConfig {
     /// AdamW on the tied embedding/head under the matrix optimizers (record 4).
     #[serde(deserialize_with = "de_head")]
     pub head: AdamWConfig,
-    /// `--optim adamw`: every parameter on AdamW (record-2 style).
+    /// `--optim adamw`: every parameter on AdamW (record-2 style), or only the block matrices
+    /// (`scope = "matrices"`, Track 3's result #2), the rest on the auxiliary groups.
     #[serde(deserialize_with = "de_all")]
     pub adamw: AdamWConfig,
+    /// The auxiliary AdamW groups of an untied model (Track 3): the token embedding, the head's
+    /// weight, and every 1-D parameter (biases, norm gains). Defaults: the tuned baseline's
+    /// (result #36). A tied model uses `head` for its embedding and 1-D parameters.
+    #[serde(
+        deserialize_with = "de_embed",
+        skip_serializing_if = "AdamWConfig::is_embed"
+    )]
+    pub embed: AdamWConfig,
+    #[serde(
+        deserialize_with = "de_lm_head",
+        skip_serializing_if = "AdamWConfig::is_lm_head"
+    )]
+    pub lm_head: AdamWConfig,
+    #[serde(
+        deserialize_with = "de_scalars",
+        skip_serializing_if = "AdamWConfig::is_scalars"
+    )]
+    pub scalars: AdamWConfig,
     pub muon: MuonConfig,
     pub newton_muon: NewtonMuonConfig,
     pub neon: NeonConfig,
@@ -27,6 +46,9 @@ impl Default for OptimConfig {
             name: super::Method::Muon,
             head: AdamWConfig::head(),
             adamw: AdamWConfig::all_params(),
+            embed: AdamWConfig::embed(),
+            lm_head: AdamWConfig::lm_head(),
+            scalars: AdamWConfig::scalars(),
             muon: MuonConfig::default(),
             newton_muon: NewtonMuonConfig::default(),
             neon: NeonConfig::default(),
@@ -47,6 +69,25 @@ pub struct AdamWConfig {
     /// matmuls + embeddings decay"); this model has only 2-D parameters, so the `adamw` default is
     /// true (every parameter decayed). It only matters when wd > 0.
     pub decay_embedding: bool,
+    /// `optim.adamw` only: every parameter ("all", record 2) or the block matrices alone
+    /// ("matrices", Track 3's result #2, the others on the auxiliary groups).
+    #[serde(default, skip_serializing_if = "AdamScope::is_all")]
+    pub scope: AdamScope,
+}
+
+/// What `--optim adamw` puts on `optim.adamw`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdamScope {
+    #[default]
+    All,
+    Matrices,
+}
+
+impl AdamScope {
+    fn is_all(&self) -> bool {
+        *self == AdamScope::All
+    }
 }
 
 impl AdamWConfig {
@@ -58,6 +99,7 @@ impl AdamWConfig {
             eps: 1e-8,
             weight_decay: 0.0,
             decay_embedding: false,
+            scope: AdamScope::All,
         }
     }
     /// Record 2 all-parameter AdamW: lr 0.0018, betas (0.9, 0.95), eps 1e-8, wd 0.1.
@@ -68,7 +110,41 @@ impl AdamWConfig {
             eps: 1e-8,
             weight_decay: 0.1,
             decay_embedding: true,
+            scope: AdamScope::All,
         }
+    }
+    /// Track 3's auxiliary group (train_gpt_simple.py:287-290): betas (0.8, 0.95), eps 1e-10,
+    /// wd 0.001, at learning rate `lr`.
+    fn track3_aux(lr: f64) -> Self {
+        AdamWConfig {
+            lr,
+            betas: (0.8, 0.95),
+            eps: 1e-10,
+            weight_decay: 0.001,
+            decay_embedding: true,
+            scope: AdamScope::All,
+        }
+    }
+    /// Track 3's embedding group: lr 0.7.
+    pub fn embed() -> Self {
+        Self::track3_aux(0.7)
+    }
+    /// Track 3's head-weight group: lr 0.004.
+    pub fn lm_head() -> Self {
+        Self::track3_aux(0.004)
+    }
+    /// Track 3's group of 1-D parameters: lr 0.015.
+    pub fn scalars() -> Self {
+        Self::track3_aux(0.015)
+    }
+    fn is_embed(&self) -> bool {
+        *self == Self::embed()
+    }
+    fn is_lm_head(&self) -> bool {
+        *self == Self::lm_head()
+    }
+    fn is_scalars(&self) -> bool {
+        *self == Self::scalars()
     }
 }
 
@@ -82,6 +158,7 @@ struct AdamWPartial {
     eps: Option<f64>,
     weight_decay: Option<f64>,
     decay_embedding: Option<bool>,
+    scope: Option<AdamScope>,
 }
 
 impl AdamWPartial {
@@ -92,6 +169,7 @@ impl AdamWPartial {
             eps: self.eps.unwrap_or(d.eps),
             weight_decay: self.weight_decay.unwrap_or(d.weight_decay),
             decay_embedding: self.decay_embedding.unwrap_or(d.decay_embedding),
+            scope: self.scope.unwrap_or(d.scope),
         }
     }
 }
@@ -102,6 +180,18 @@ fn de_head<'de, D: serde::Deserializer<'de>>(d: D) -> Result<AdamWConfig, D::Err
 
 fn de_all<'de, D: serde::Deserializer<'de>>(d: D) -> Result<AdamWConfig, D::Error> {
     Ok(AdamWPartial::deserialize(d)?.fill(AdamWConfig::all_params()))
+}
+
+fn de_embed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<AdamWConfig, D::Error> {
+    Ok(AdamWPartial::deserialize(d)?.fill(AdamWConfig::embed()))
+}
+
+fn de_lm_head<'de, D: serde::Deserializer<'de>>(d: D) -> Result<AdamWConfig, D::Error> {
+    Ok(AdamWPartial::deserialize(d)?.fill(AdamWConfig::lm_head()))
+}
+
+fn de_scalars<'de, D: serde::Deserializer<'de>>(d: D) -> Result<AdamWConfig, D::Error> {
+    Ok(AdamWPartial::deserialize(d)?.fill(AdamWConfig::scalars()))
 }
 
 /// Shape-scale rule of an orthogonalised (or rank-1 LMO) update.
@@ -128,6 +218,91 @@ impl Scale {
     }
 }
 
+/// How the momentum buffer and the Nesterov direction are formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MomentumForm {
+    /// B ← μ·B + G; U = G + μ·B (record 4, train_gpt2.py:92-94).
+    #[default]
+    Sgd,
+    /// M ← lerp(M, G, 1 − μ); U = lerp(G, M, μ) (Track 3, train_gpt_simple.py:184-185): the
+    /// same direction scaled by 1 − μ, which Newton–Schulz normalises away except for its
+    /// epsilon and bf16 rounding.
+    Ema,
+}
+
+/// One family's learning rate and weight decay, overriding its group's (Track 3's Newton-Muon
+/// entry tunes them per family).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FamilyRates {
+    pub lr: Option<f64>,
+    pub weight_decay: Option<f64>,
+}
+
+/// Per-family overrides of the matrix optimizer's lr and wd: q/k/v (a packed c_attn too),
+/// the attention output, the MLP's first and second matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Families {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qkv: Option<FamilyRates>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attn_proj: Option<FamilyRates>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlp_fc: Option<FamilyRates>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlp_proj: Option<FamilyRates>,
+}
+
+impl Families {
+    pub fn is_empty(&self) -> bool {
+        *self == Families::default()
+    }
+
+    /// The overrides of the family parameter `name` belongs to (by its PyTorch name).
+    pub fn of(&self, name: &str) -> Option<FamilyRates> {
+        let ends = |s: &[&str]| s.iter().any(|x| name.ends_with(x));
+        if ends(&[
+            "attn.c_attn.weight",
+            "attn.q.weight",
+            "attn.k.weight",
+            "attn.v.weight",
+        ]) {
+            self.qkv
+        } else if ends(&["attn.c_proj.weight", "attn.proj.weight"]) {
+            self.attn_proj
+        } else if ends(&["mlp.c_fc.weight", "mlp.fc.weight"]) {
+            self.mlp_fc
+        } else if ends(&["mlp.c_proj.weight", "mlp.proj.weight"]) {
+            self.mlp_proj
+        } else {
+            None
+        }
+    }
+
+    /// Every (family, rates) given, for validation.
+    pub fn given(&self) -> Vec<(&'static str, FamilyRates)> {
+        [
+            ("qkv", self.qkv),
+            ("attn_proj", self.attn_proj),
+            ("mlp_fc", self.mlp_fc),
+            ("mlp_proj", self.mlp_proj),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
+}
+
+fn is_record4_coeffs(c: &(f64, f64, f64)) -> bool {
+    *c == super::newton_schulz::NS_COEFFS
+}
+
+fn record4_coeffs() -> (f64, f64, f64) {
+    super::newton_schulz::NS_COEFFS
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MuonConfig {
@@ -137,6 +312,16 @@ pub struct MuonConfig {
     pub ns_steps: usize,
     pub scale: Scale,
     pub weight_decay: f64,
+    #[serde(skip_serializing_if = "crate::model::arch::is_default")]
+    pub momentum_form: MomentumForm,
+    /// Newton–Schulz coefficients (a, b, c) (record 4's quintic; Track 3: (2, −1.5, 0.5)).
+    #[serde(default = "record4_coeffs", skip_serializing_if = "is_record4_coeffs")]
+    pub ns_coeffs: (f64, f64, f64),
+    /// How bf16 Newton–Schulz rounds: "record4", "nm1" or "track3" (docs/optimizers.md).
+    #[serde(skip_serializing_if = "crate::model::arch::is_default")]
+    pub ns_form: super::newton_schulz::NsForm,
+    #[serde(skip_serializing_if = "Families::is_empty")]
+    pub families: Families,
 }
 
 impl Default for MuonConfig {
@@ -149,6 +334,10 @@ impl Default for MuonConfig {
             ns_steps: 5,
             scale: Scale::Record4,
             weight_decay: 0.0,
+            momentum_form: MomentumForm::Sgd,
+            ns_coeffs: super::newton_schulz::NS_COEFFS,
+            ns_form: super::newton_schulz::NsForm::Record4,
+            families: Families::default(),
         }
     }
 }
@@ -177,6 +366,23 @@ pub struct NewtonMuonConfig {
     /// Block size of the block-diagonal statistic for inputs wider than it (0 = n_embd, i.e. the
     /// `in` of the c_attn matrices: mlp.c_proj then gets 4 diagonal d×d blocks).
     pub block: usize,
+    #[serde(skip_serializing_if = "crate::model::arch::is_default")]
+    pub momentum_form: MomentumForm,
+    #[serde(default = "record4_coeffs", skip_serializing_if = "is_record4_coeffs")]
+    pub ns_coeffs: (f64, f64, f64),
+    /// NM-1's bf16 form by default (train_gpt_newton_muon_1.py:86-91).
+    #[serde(default = "nm1_form", skip_serializing_if = "is_nm1_form")]
+    pub ns_form: super::newton_schulz::NsForm,
+    #[serde(skip_serializing_if = "Families::is_empty")]
+    pub families: Families,
+}
+
+fn nm1_form() -> super::newton_schulz::NsForm {
+    super::newton_schulz::NsForm::Nm1
+}
+
+fn is_nm1_form(f: &super::newton_schulz::NsForm) -> bool {
+    *f == super::newton_schulz::NsForm::Nm1
 }
 
 impl Default for NewtonMuonConfig {
@@ -194,6 +400,10 @@ impl Default for NewtonMuonConfig {
             ridge: 0.2,
             init: 0.001,
             block: 0,
+            momentum_form: MomentumForm::Sgd,
+            ns_coeffs: super::newton_schulz::NS_COEFFS,
+            ns_form: super::newton_schulz::NsForm::Nm1,
+            families: Families::default(),
         }
     }
 }

@@ -78,6 +78,12 @@ pub trait Optimizer {
     fn base_lr(&self) -> f64;
     /// Apply one update with the already-scheduled learning rate `lr`.
     fn step(&mut self, grads: &Grads, lr: f64) -> Result<()>;
+    /// Apply one update at the schedule's multiplier `lr_mult`: `step` at base lr × `lr_mult`,
+    /// unless the optimizer schedules per-parameter rates of its own (per-family overrides).
+    fn step_mult(&mut self, grads: &Grads, lr_mult: f64) -> Result<()> {
+        let lr = self.base_lr() * lr_mult;
+        self.step(grads, lr)
+    }
     /// Declare the checkpointed state once: call `visit` on every `(name, slot)`, names unique
     /// within the group and in a fixed order. [`Optimizer::state`] and
     /// [`Optimizer::load_state`] are built on it.
@@ -152,6 +158,11 @@ pub struct OptimizerSet {
 /// The tied embedding/head matrix, which stays on AdamW under every matrix optimizer.
 pub const EMBEDDING: &str = "transformer.wte.weight";
 
+/// Every name a token embedding has (record 4's, Track 3's).
+pub const EMBEDDINGS: [&str; 2] = [EMBEDDING, "embed.weight"];
+/// Every name an untied head's weight has (record 4's naming, Track 3's).
+pub const HEADS: [&str; 2] = ["lm_head.weight", "proj.weight"];
+
 /// The fp32 gradient of `name`, checked against the parameter's shape.
 pub(crate) fn grad_of(grads: &Grads, name: &str, var: &Var) -> Result<Tensor> {
     let g = grads
@@ -171,8 +182,7 @@ impl OptimizerSet {
     /// One update of every group; group lr = base lr × `lr_mult`.
     pub fn step(&mut self, grads: &Grads, lr_mult: f64) -> Result<()> {
         for g in self.groups.iter_mut() {
-            let lr = g.base_lr() * lr_mult;
-            g.step(grads, lr)?;
+            g.step_mult(grads, lr_mult)?;
         }
         Ok(())
     }

@@ -7,28 +7,42 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use candle_core::{DType, Tensor, Var};
 
-use super::config::{MuonConfig, Scale};
+use super::config::{MomentumForm, MuonConfig, Scale};
 use super::kept::NsOutput;
-use super::newton_schulz::{newton_schulz, NsForm};
+use super::newton_schulz::{newton_schulz, NsSpec};
 use super::{apply_update, grad_of, Grads, Group, Keeper, Optimizer, Slot, Visitor};
-use crate::cpu::inplace::axpby;
+use crate::cpu::inplace::{axpby, lerp};
 
-/// SGD momentum buffers shared by Muon, Newton-Muon and Neon: B ← μB + G, and the update
-/// direction U = G + μB (Nesterov) or U = B.
+/// Momentum buffers shared by Muon, Newton-Muon and Neon, in one of two forms
+/// ([`MomentumForm`]): record 4's B ← μB + G with the direction U = G + μB (Nesterov) or U = B,
+/// or Track 3's M ← lerp(M, G, 1 − μ) with U = lerp(G, M, μ) or U = M.
 pub struct Momentum {
     pub mu: f64,
     pub nesterov: bool,
+    pub form: MomentumForm,
     bufs: BTreeMap<String, Tensor>,
 }
 
 impl Momentum {
-    /// Zero buffers for every parameter (so `state()` is complete before the first step).
+    /// Zero buffers for every parameter (so `state()` is complete before the first step), in
+    /// record 4's form.
     pub fn new(mu: f64, nesterov: bool, params: &BTreeMap<String, Var>) -> Result<Self> {
         let mut bufs = BTreeMap::new();
         for (name, var) in params {
             bufs.insert(name.clone(), var.as_tensor().zeros_like()?);
         }
-        Ok(Momentum { mu, nesterov, bufs })
+        Ok(Momentum {
+            mu,
+            nesterov,
+            form: MomentumForm::Sgd,
+            bufs,
+        })
+    }
+
+    /// The same buffers in `form`.
+    pub fn with_form(mut self, form: MomentumForm) -> Self {
+        self.form = form;
+        self
     }
 
     /// Fold `g` into the buffer of `name` (in place) and return the update direction, a tensor
@@ -38,12 +52,18 @@ impl Momentum {
             .bufs
             .get_mut(name)
             .with_context(|| format!("no momentum buffer for `{name}`"))?;
-        axpby(buf, self.mu, g, 1.0)?;
+        match self.form {
+            MomentumForm::Sgd => axpby(buf, self.mu, g, 1.0)?,
+            MomentumForm::Ema => lerp(buf, g, 1.0 - self.mu)?,
+        }
         if !self.nesterov {
             return Ok(buf.copy()?);
         }
         let mut u = g.copy()?;
-        axpby(&mut u, 1.0, buf, self.mu)?;
+        match self.form {
+            MomentumForm::Sgd => axpby(&mut u, 1.0, buf, self.mu)?,
+            MomentumForm::Ema => lerp(&mut u, buf, self.mu)?,
+        }
         Ok(u)
     }
 
@@ -96,8 +116,8 @@ fn ns_output(name: &str, o: &Tensor, scale: Scale, lr: f64) -> Result<NsOutput> 
 /// results are all-gathered (record 4 splits its matrices over its 8 GPUs the same way).
 pub fn orthogonalize_scaled(
     items: &[(String, Tensor)],
-    steps: usize,
-    (dtype, form): (DType, NsForm),
+    spec: NsSpec,
+    dtype: DType,
     scale: Scale,
 ) -> Result<Vec<Tensor>> {
     let Some(device) = items.first().map(|(_, u)| u.device().clone()) else {
@@ -130,7 +150,7 @@ pub fn orthogonalize_scaled(
         .collect::<Result<Vec<_>>>()?;
     let done = crate::dist::run_shared(&jobs, &device, |mine| {
         let mine: Vec<&Tensor> = mine.iter().map(|&j| &blocks[j].1).collect();
-        Ok(newton_schulz_batched(&mine, steps, (dtype, form), scale)?
+        Ok(newton_schulz_batched(&mine, spec, dtype, scale)?
             .into_iter()
             .map(|o| vec![o])
             .collect())
@@ -154,8 +174,8 @@ pub fn orthogonalize_scaled(
 /// multiplied by its shape scale; in the order given.
 fn newton_schulz_batched(
     mats: &[&Tensor],
-    steps: usize,
-    (dtype, form): (DType, NsForm),
+    spec: NsSpec,
+    dtype: DType,
     scale: Scale,
 ) -> Result<Vec<Tensor>> {
     let mut by_shape: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
@@ -165,7 +185,7 @@ fn newton_schulz_batched(
     let mut out: Vec<Option<Tensor>> = vec![None; mats.len()];
     for ((rows, cols), members) in by_shape {
         let stacked = Tensor::stack(&members.iter().map(|&q| mats[q]).collect::<Vec<_>>(), 0)?;
-        let o = newton_schulz(&stacked, steps, dtype, form)?;
+        let o = newton_schulz(&stacked, spec, dtype)?;
         let s = scale.factor(rows, cols);
         for (j, &q) in members.iter().enumerate() {
             out[q] = Some((o.get(j)? * s)?);
@@ -182,8 +202,6 @@ pub struct Muon {
     group: Group,
     pub cfg: MuonConfig,
     ns_dtype: DType,
-    /// Where bf16 Newton–Schulz rounds: record 4's form unless built for NM-1.
-    ns_form: NsForm,
     momentum: Momentum,
     keeper: Keeper,
 }
@@ -195,21 +213,35 @@ impl Muon {
         params: BTreeMap<String, Var>,
         ns_dtype: DType,
     ) -> Result<Self> {
-        let momentum = Momentum::new(cfg.momentum, cfg.nesterov, &params)?;
+        let momentum =
+            Momentum::new(cfg.momentum, cfg.nesterov, &params)?.with_form(cfg.momentum_form);
         Ok(Muon {
             group: Group::new(label, params),
             cfg,
             ns_dtype,
-            ns_form: NsForm::Record4,
             momentum,
             keeper: Keeper::default(),
         })
     }
 
-    /// Run Newton–Schulz in bf16 as `form`'s reference rounds it.
-    pub fn with_ns_form(mut self, form: NsForm) -> Self {
-        self.ns_form = form;
-        self
+    /// The Newton–Schulz iteration of this group.
+    fn ns_spec(&self) -> NsSpec {
+        NsSpec {
+            steps: self.cfg.ns_steps,
+            coeffs: self.cfg.ns_coeffs,
+            form: self.cfg.ns_form,
+        }
+    }
+
+    /// (lr, wd) of parameter `name` at the schedule's multiplier: its family's overrides
+    /// (`optim.<method>.families`), else the group's.
+    fn rates(&self, name: &str, lr_mult: f64) -> (f64, f64) {
+        let fam = self.cfg.families.of(name);
+        let lr = fam.and_then(|f| f.lr).unwrap_or(self.cfg.lr);
+        let wd = fam
+            .and_then(|f| f.weight_decay)
+            .unwrap_or(self.cfg.weight_decay);
+        (lr * lr_mult, wd)
     }
 }
 
@@ -222,20 +254,30 @@ impl Optimizer for Muon {
         self.cfg.lr
     }
 
+    /// One step at the group's lr `lr` (per-family overrides scaled by `lr` / base lr).
     fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
+        let mult = if self.cfg.lr != 0.0 {
+            lr / self.cfg.lr
+        } else {
+            1.0
+        };
+        self.step_mult(grads, mult)
+    }
+
+    fn step_mult(&mut self, grads: &Grads, lr_mult: f64) -> Result<()> {
         let mut items = Vec::with_capacity(self.group.params.len());
         for (name, var) in &self.group.params {
             items.push((name.clone(), self.momentum.update_from(grads, name, var)?));
         }
-        let ns = (self.ns_dtype, self.ns_form);
-        let updates = orthogonalize_scaled(&items, self.cfg.ns_steps, ns, self.cfg.scale)?;
+        let updates = orthogonalize_scaled(&items, self.ns_spec(), self.ns_dtype, self.cfg.scale)?;
         for ((name, _), o) in items.iter().zip(updates) {
             let var = &self.group.params[name];
+            let (lr, wd) = self.rates(name, lr_mult);
             if let Some(k) = self.keeper.entry(name) {
                 k.update = Some((&o * lr)?);
                 k.ns = Some(ns_output(name, &o, self.cfg.scale, lr)?);
             }
-            apply_update(var, lr, self.cfg.weight_decay, &o, lr)?;
+            apply_update(var, lr, wd, &o, lr)?;
         }
         Ok(())
     }

@@ -12,7 +12,6 @@ use super::config::{MuonConfig, NewtonMuonConfig};
 use super::kept::Precond;
 use super::linalg::cholesky_inverse;
 use super::muon::Muon;
-use super::newton_schulz::NsForm;
 use super::spectral::symmetric_eigenvalues;
 use super::{grad_of, load_group, Grads, Group, Keeper, Optimizer, Slot, Visitor};
 
@@ -28,8 +27,11 @@ struct Stat {
 pub struct NewtonMuon {
     cfg: NewtonMuonConfig,
     muon: Muon,
-    /// Per weight: its column blocks' statistics (one block = the whole input).
+    /// Per statistic: its column blocks (one block = the whole input). Keyed by the weight
+    /// whose input it is; q, k and v of Track 3 share q's ([`stat_key`]).
     stats: BTreeMap<String, Vec<Stat>>,
+    /// Every weight's statistic key.
+    keys: BTreeMap<String, String>,
     /// Completed steps (decides which steps are refresh steps).
     t: u64,
     /// Factorisations that failed on the last refresh (their previous inverse was kept).
@@ -52,31 +54,19 @@ impl NewtonMuon {
     ) -> Result<Self> {
         let block = if cfg.block == 0 { n_embd } else { cfg.block };
         let mut stats = BTreeMap::new();
+        let mut keys = BTreeMap::new();
         for (name, var) in &params {
             let (_, cols) = var
                 .dims2()
                 .with_context(|| format!("Newton-Muon needs 2-D matrices, `{name}` is not"))?;
-            let nb = if cols > block {
-                if cols % block != 0 {
-                    bail!("Newton-Muon: `{name}` has {cols} input columns, not a multiple of block {block}");
-                }
-                cols / block
-            } else {
-                1
-            };
-            let b = cols / nb;
-            let eye = Tensor::eye(b, DType::F32, var.device())?;
-            let blocks = (0..nb)
-                .map(|_| {
-                    Ok(Stat {
-                        s: (&eye * cfg.init)?,
-                        inv: eye.clone(),
-                        acc: None,
-                        count: 0,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            stats.insert(name.clone(), blocks);
+            let key = stat_key(name, &params);
+            keys.insert(name.clone(), key.clone());
+            if !stats.contains_key(&key) {
+                stats.insert(
+                    key,
+                    fresh_blocks(name, cols, block, cfg.init, var.device())?,
+                );
+            }
         }
         let mcfg = MuonConfig {
             lr: cfg.lr,
@@ -85,25 +75,34 @@ impl NewtonMuon {
             ns_steps: cfg.ns_steps,
             scale: cfg.scale,
             weight_decay: cfg.weight_decay,
+            momentum_form: cfg.momentum_form,
+            ns_coeffs: cfg.ns_coeffs,
+            ns_form: cfg.ns_form,
+            families: cfg.families,
         };
-        // NM-1 iterates in its own bf16 form (train_gpt_newton_muon_1.py:86-91).
-        let muon = Muon::new(label, mcfg, params, ns_dtype)?.with_ns_form(NsForm::Nm1);
+        let muon = Muon::new(label, mcfg, params, ns_dtype)?;
         Ok(NewtonMuon {
             cfg,
             muon,
             stats,
+            keys,
             t: 0,
             cholesky_failures: 0,
             missing_inputs: 0,
         })
     }
 
+    /// The statistic behind weight `name`.
+    fn blocks_of(&self, name: &str) -> Result<&Vec<Stat>> {
+        self.keys
+            .get(name)
+            .and_then(|k| self.stats.get(k))
+            .with_context(|| format!("Newton-Muon has no statistic for `{name}`"))
+    }
+
     /// G·K⁻¹, block-diagonal over column blocks where the statistic is split.
     pub fn precondition(&self, name: &str, g: &Tensor) -> Result<Tensor> {
-        let blocks = self
-            .stats
-            .get(name)
-            .with_context(|| format!("Newton-Muon has no statistic for `{name}`"))?;
+        let blocks = self.blocks_of(name)?;
         if blocks.len() == 1 {
             return Ok(g.matmul(&blocks[0].inv)?);
         }
@@ -126,7 +125,10 @@ impl NewtonMuon {
 
     /// The current inverse of block `j` of `name`'s statistic (for tests and diagnostics).
     pub fn inverse(&self, name: &str, j: usize) -> Option<&Tensor> {
-        self.stats.get(name).and_then(|b| b.get(j)).map(|s| &s.inv)
+        self.blocks_of(name)
+            .ok()
+            .and_then(|b| b.get(j))
+            .map(|s| &s.inv)
     }
 
     /// Fold this step's averaged statistic into S (EMA) and refactor K for every block that got
@@ -206,6 +208,54 @@ impl NewtonMuon {
     }
 }
 
+/// The statistic a weight's input feeds: its own, except that Track 3's separate k and v
+/// share q's, as their inputs are one tensor (the q/k/v hooks of the Newton-Muon entry record
+/// it once, on `attn.q`: train_gpt_simple_newton_muon.py:181-186).
+fn stat_key(name: &str, params: &BTreeMap<String, Var>) -> String {
+    for kv in [".attn.k.weight", ".attn.v.weight"] {
+        if let Some(stem) = name.strip_suffix(kv) {
+            let q = format!("{stem}.attn.q.weight");
+            if params.contains_key(&q) {
+                return q;
+            }
+        }
+    }
+    name.to_string()
+}
+
+/// The column blocks of a fresh statistic for a weight of `cols` input columns: S₀ = init·I,
+/// K⁻¹₀ = I, block-diagonal over blocks of `block` columns where the input is wider.
+fn fresh_blocks(
+    name: &str,
+    cols: usize,
+    block: usize,
+    init: f64,
+    device: &candle_core::Device,
+) -> Result<Vec<Stat>> {
+    let nb = if cols > block {
+        if cols % block != 0 {
+            bail!(
+                "Newton-Muon: `{name}` has {cols} input columns, not a multiple of block {block}"
+            );
+        }
+        cols / block
+    } else {
+        1
+    };
+    let b = cols / nb;
+    let eye = Tensor::eye(b, DType::F32, device)?;
+    (0..nb)
+        .map(|_| {
+            Ok(Stat {
+                s: (&eye * init)?,
+                inv: eye.clone(),
+                acc: None,
+                count: 0,
+            })
+        })
+        .collect()
+}
+
 /// K⁻¹ for K = S + (ridge·tr(S)/n + 1e-8)·I, a ridge of `ridge` × the mean eigenvalue, from the
 /// n × n statistic `s` (row-major); None where the Cholesky factorisation fails.
 fn damped_inverse(s: &[f32], ridge: f64) -> Option<Vec<f32>> {
@@ -274,13 +324,22 @@ impl Optimizer for NewtonMuon {
     }
 
     fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
+        let mult = if self.cfg.lr != 0.0 {
+            lr / self.cfg.lr
+        } else {
+            1.0
+        };
+        self.step_mult(grads, mult)
+    }
+
+    fn step_mult(&mut self, grads: &Grads, lr_mult: f64) -> Result<()> {
         if self.is_refresh_step(self.t) {
             self.refresh()?;
         }
         if let Some(keeper) = self.muon.keeper() {
             // The statistic behind the inverse this step applies (its last refresh).
-            for (name, blocks) in &self.stats {
-                if let Some(k) = keeper.entry(name) {
+            for (name, key) in &self.keys {
+                if let (Some(k), Some(blocks)) = (keeper.entry(name), self.stats.get(key)) {
                     let blocks = blocks.iter().map(|st| st.s.clone()).collect();
                     let ridge = self.cfg.ridge;
                     k.precond = Some(Precond { blocks, ridge });
@@ -292,7 +351,7 @@ impl Optimizer for NewtonMuon {
             let g = grad_of(grads, name, var)?;
             pg.insert(name.clone(), self.precondition(name, &g)?);
         }
-        self.muon.step(&pg, lr)?;
+        self.muon.step_mult(&pg, lr_mult)?;
         self.t += 1;
         Ok(())
     }

@@ -18,7 +18,8 @@ pub const NS_COEFFS: (f64, f64, f64) = (3.4445, -4.7750, 2.0315);
 pub const NS_EPS: f64 = 1e-7;
 
 /// How a reference script writes the iteration, which decides where bf16 rounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum NsForm {
     /// Record 4 (train_gpt2.py:38-44), as PyTorch runs it op by op: `X = G.bfloat16() /
     /// (G.norm() + eps)`, then `A = X Xᵀ; B = A X; X = a·X + b·B + c·A @ B`, where `c·A @ B` is
@@ -29,13 +30,42 @@ pub enum NsForm {
     /// b·A + c·A·Aᵀ` in one Triton kernel that accumulates in fp32 and rounds once
     /// (triton_kernels.py, `ba_plus_cAA`), `C = B X`, and `C += a·X` rounded once.
     Nm1,
+    /// Track 3 (train_gpt_simple.py:163-180): `X = G.bfloat16()`, transposed if tall, `X /=
+    /// X.norm() + 1e-7` (the norm of the bf16 values, rounded to bf16), then `A = X Xᵀ;
+    /// B = b·A + (c·A) @ A; X = a·X + B @ X`, each op rounded.
+    Track3,
 }
 
-/// `steps` quintic Newton–Schulz iterations on `u`, a matrix (rows, cols) or a batch
+/// One Newton–Schulz configuration: steps, coefficients and the bf16 form.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NsSpec {
+    pub steps: usize,
+    pub coeffs: (f64, f64, f64),
+    pub form: NsForm,
+}
+
+impl NsSpec {
+    /// Record 4's quintic iteration, `steps` times, in `form`.
+    pub fn record4(steps: usize, form: NsForm) -> Self {
+        NsSpec {
+            steps,
+            coeffs: NS_COEFFS,
+            form,
+        }
+    }
+
+    fn coeffs_f32(&self) -> (f32, f32, f32) {
+        let (a, b, c) = self.coeffs;
+        (a as f32, b as f32, c as f32)
+    }
+}
+
+/// `spec.steps` Newton–Schulz iterations on `u`, a matrix (rows, cols) or a batch
 /// (batch, rows, cols) of same-shape matrices, each normalised by its own Frobenius norm. The
-/// iteration runs in `dtype`: fp32 (the CPU) or bf16 in the rounding of `form` (the GPU, as the
-/// references train). The result is returned in f32.
-pub fn newton_schulz(u: &Tensor, steps: usize, dtype: DType, form: NsForm) -> Result<Tensor> {
+/// iteration runs in `dtype`: fp32 (the CPU) or bf16 in the rounding of `spec.form` (the GPU, as
+/// the references train). The result is returned in f32.
+pub fn newton_schulz(u: &Tensor, spec: NsSpec, dtype: DType) -> Result<Tensor> {
+    let (steps, form) = (spec.steps, spec.form);
     let batched = match u.rank() {
         2 => false,
         3 => true,
@@ -51,8 +81,20 @@ pub fn newton_schulz(u: &Tensor, steps: usize, dtype: DType, form: NsForm) -> Re
         .sqrt()?
         + NS_EPS)?;
     let x = match dtype {
-        // The references cast to bf16 first and divide the bf16 values by the fp32 norm, with
-        // one rounding of the quotient (PyTorch computes bf16 ÷ fp32 in fp32).
+        // Track 3 casts and then divides by the norm of the bf16 values (rounded to bf16).
+        DType::BF16 if form == NsForm::Track3 => {
+            let x = u.to_dtype(DType::BF16)?.to_dtype(DType::F32)?;
+            let n = x
+                .sqr()?
+                .sum_keepdim(D::Minus1)?
+                .sum_keepdim(D::Minus2)?
+                .sqrt()?;
+            let n = (n.to_dtype(DType::BF16)?.to_dtype(DType::F32)? + NS_EPS)?;
+            let n = n.to_dtype(DType::BF16)?.to_dtype(DType::F32)?;
+            x.broadcast_div(&n)?.to_dtype(DType::BF16)?
+        }
+        // The others cast to bf16 first and divide the bf16 values by the fp32 norm, with one
+        // rounding of the quotient (PyTorch computes bf16 ÷ fp32 in fp32).
         DType::BF16 => u
             .to_dtype(DType::BF16)?
             .to_dtype(DType::F32)?
@@ -67,11 +109,15 @@ pub fn newton_schulz(u: &Tensor, steps: usize, dtype: DType, form: NsForm) -> Re
     let x = x.contiguous()?;
     let x = match dtype {
         // fp32 on the CPU: the GEMM kernel with symmetric products and the Gram form (ns_cpu.rs).
-        DType::F32 if x.device().is_cpu() => x.apply_op1_no_bwd(&NewtonSchulzCpu { steps })?,
-        DType::F32 => plain_iterations(x, steps)?,
+        DType::F32 if x.device().is_cpu() => x.apply_op1_no_bwd(&NewtonSchulzCpu {
+            steps,
+            coeffs: spec.coeffs_f32(),
+        })?,
+        DType::F32 => plain_iterations(x, steps, spec.coeffs)?,
         _ => match form {
-            NsForm::Record4 => record4_bf16(x, steps)?,
-            NsForm::Nm1 => nm1_bf16(x, steps)?,
+            NsForm::Record4 => record4_bf16(x, steps, spec.coeffs)?,
+            NsForm::Nm1 => nm1_bf16(x, steps, spec.coeffs)?,
+            NsForm::Track3 => track3_bf16(x, steps, spec.coeffs)?,
         },
     };
     let mut x = x.to_dtype(DType::F32)?;
@@ -83,8 +129,11 @@ pub fn newton_schulz(u: &Tensor, steps: usize, dtype: DType, form: NsForm) -> Re
 
 /// The iteration on a wide batch `x` (B, m, n), m ≤ n, in x's dtype with candle's own rounding:
 /// A = X·Xᵀ, X ← a·X + (b·A + c·A²)·X. Three GEMMs a step: 2·m²·n + m³ multiply-adds.
-pub(crate) fn plain_iterations(mut x: Tensor, steps: usize) -> Result<Tensor> {
-    let (a, b, c) = NS_COEFFS;
+pub(crate) fn plain_iterations(
+    mut x: Tensor,
+    steps: usize,
+    (a, b, c): (f64, f64, f64),
+) -> Result<Tensor> {
     for _ in 0..steps {
         let gram = x.matmul(&x.t()?)?;
         let poly = ((&gram * b)? + (gram.matmul(&gram)? * c)?)?;
@@ -101,8 +150,7 @@ fn scaled_bf16(t: &Tensor, k: f64) -> Result<Tensor> {
 
 /// [`NsForm::Record4`] on a wide bf16 batch: each op of the record's line rounded to bf16, as
 /// PyTorch runs it op by op (the GEMMs accumulate in fp32 and round their output).
-fn record4_bf16(mut x: Tensor, steps: usize) -> Result<Tensor> {
-    let (a, b, c) = NS_COEFFS;
+fn record4_bf16(mut x: Tensor, steps: usize, (a, b, c): (f64, f64, f64)) -> Result<Tensor> {
     for _ in 0..steps {
         let gram = x.matmul(&x.t()?)?;
         let bx = gram.matmul(&x)?;
@@ -115,13 +163,23 @@ fn record4_bf16(mut x: Tensor, steps: usize) -> Result<Tensor> {
 
 /// [`NsForm::Nm1`] on a wide bf16 batch: A = X·Xᵀ (rounded), B = b·A + c·A·Aᵀ accumulated in
 /// fp32 and rounded once, C = B·X (rounded), X = C + a·X rounded once.
-fn nm1_bf16(mut x: Tensor, steps: usize) -> Result<Tensor> {
-    let (a, b, c) = NS_COEFFS;
+fn nm1_bf16(mut x: Tensor, steps: usize, (a, b, c): (f64, f64, f64)) -> Result<Tensor> {
     for _ in 0..steps {
         let gram = x.matmul(&x.t()?)?.to_dtype(DType::F32)?;
         let poly = ((gram.matmul(&gram.t()?)? * c)? + (&gram * b)?)?.to_dtype(DType::BF16)?;
         let cx = poly.matmul(&x)?.to_dtype(DType::F32)?;
         x = (cx + (x.to_dtype(DType::F32)? * a)?)?.to_dtype(DType::BF16)?;
+    }
+    Ok(x)
+}
+
+/// [`NsForm::Track3`] on a wide bf16 batch, op by op: A = X·Xᵀ, B = b·A + (c·A)·A,
+/// X = a·X + B·X, every product and sum rounded to bf16.
+fn track3_bf16(mut x: Tensor, steps: usize, (a, b, c): (f64, f64, f64)) -> Result<Tensor> {
+    for _ in 0..steps {
+        let gram = x.matmul(&x.t()?)?;
+        let poly = (scaled_bf16(&gram, b)? + scaled_bf16(&gram, c)?.matmul(&gram)?)?;
+        x = (scaled_bf16(&x, a)? + poly.matmul(&x)?)?;
     }
     Ok(x)
 }

@@ -19,13 +19,14 @@
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape};
 use rayon::prelude::*;
 
-use super::newton_schulz::NS_COEFFS;
 use crate::cpu::gemm::{mm, mm_symmetric, Operand};
 
 /// The op: `steps` iterations on a contiguous fp32 batch (B, m, n) with m ≤ n, each matrix
 /// already normalised; returns the batch of results.
 pub(crate) struct NewtonSchulzCpu {
     pub steps: usize,
+    /// (a, b, c) of X ← a·X + (b·A + c·A²)·X.
+    pub coeffs: (f32, f32, f32),
 }
 
 impl CustomOp1 for NewtonSchulzCpu {
@@ -49,7 +50,7 @@ impl CustomOp1 for NewtonSchulzCpu {
         if m * n > 0 {
             out.par_chunks_mut(m * n)
                 .zip(x.par_chunks(m * n))
-                .for_each(|(o, x0)| iterate(x0, o, m, n, self.steps));
+                .for_each(|(o, x0)| iterate(x0, o, (m, n), self.steps, self.coeffs));
         }
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
@@ -62,19 +63,30 @@ pub(crate) fn gram_is_cheaper(m: usize, n: usize) -> bool {
 }
 
 /// `steps` iterations on one wide matrix `x0` (m × n, row-major) into `out`.
-fn iterate(x0: &[f32], out: &mut [f32], m: usize, n: usize, steps: usize) {
+fn iterate(
+    x0: &[f32],
+    out: &mut [f32],
+    (m, n): (usize, usize),
+    steps: usize,
+    coeffs: (f32, f32, f32),
+) {
     if steps == 0 {
         out.copy_from_slice(x0);
     } else if gram_is_cheaper(m, n) {
-        gram(x0, out, m, n, steps);
+        gram(x0, out, (m, n), steps, coeffs);
     } else {
-        plain(x0, out, m, n, steps);
+        plain(x0, out, (m, n), steps, coeffs);
     }
 }
 
 /// The record's iteration: A = X·Xᵀ, X ← a·X + (b·A + c·A²)·X.
-fn plain(x0: &[f32], out: &mut [f32], m: usize, n: usize, steps: usize) {
-    let (a, b, c) = coeffs();
+fn plain(
+    x0: &[f32],
+    out: &mut [f32],
+    (m, n): (usize, usize),
+    steps: usize,
+    (a, b, c): (f32, f32, f32),
+) {
     let mut x = x0.to_vec();
     let mut next = vec![0f32; m * n];
     let mut gram = vec![0f32; m * m];
@@ -100,8 +112,13 @@ fn plain(x0: &[f32], out: &mut [f32], m: usize, n: usize, steps: usize) {
 
 /// The Gram form (module docs): S = X₀·X₀ᵀ; per step P = a·I + b·S + c·S², S ← P·(P·S),
 /// Q ← P·Q; the result Q·X₀.
-fn gram(x0: &[f32], out: &mut [f32], m: usize, n: usize, steps: usize) {
-    let (a, b, c) = coeffs();
+fn gram(
+    x0: &[f32],
+    out: &mut [f32],
+    (m, n): (usize, usize),
+    steps: usize,
+    (a, b, c): (f32, f32, f32),
+) {
     let mut s = vec![0f32; m * m];
     let mut p = vec![0f32; m * m];
     let mut t = vec![0f32; m * m];
@@ -125,11 +142,6 @@ fn gram(x0: &[f32], out: &mut [f32], m: usize, n: usize, steps: usize) {
     }
     let q = q.expect("steps ≥ 1");
     mm((m, n, m), out, n, false, 1.0, rows(&q, m), rows(x0, n));
-}
-
-fn coeffs() -> (f32, f32, f32) {
-    let (a, b, c) = NS_COEFFS;
-    (a as f32, b as f32, c as f32)
 }
 
 fn rows(x: &[f32], cols: usize) -> Operand<'_> {

@@ -10,8 +10,9 @@ use anyhow::{bail, Result};
 use candle_core::{DType, Var};
 use serde::{Deserialize, Serialize};
 
-use super::EMBEDDING;
+use super::config::{AdamScope, AdamWConfig};
 use super::{AdamW, Muon, Neon, NeonFStar, NewtonMuon, OptimConfig, Optimizer, OptimizerSet};
+use super::{EMBEDDINGS, HEADS};
 
 /// An optimizer method, as written in `optim.name`, `--optim` and the run logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -83,58 +84,128 @@ impl FromStr for Method {
     }
 }
 
+/// What a parameter is to the optimizers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Embedding,
+    /// An untied head's weight.
+    Head,
+    /// A 1-D parameter: a bias or a norm's gains.
+    Vector,
+    /// A 2-D block matrix.
+    Matrix,
+}
+
+fn role(name: &str, var: &Var) -> Role {
+    if EMBEDDINGS.contains(&name) {
+        Role::Embedding
+    } else if HEADS.contains(&name) {
+        Role::Head
+    } else if var.rank() != 2 {
+        Role::Vector
+    } else {
+        Role::Matrix
+    }
+}
+
+type Params = BTreeMap<String, Var>;
+
 /// Route `params` (sorted by name) to the groups of `cfg.name`. `ns_dtype` is the dtype of
 /// Newton–Schulz (see [`crate::device::Exec`]).
 ///
-/// `adamw` puts every parameter in one AdamW group (record-2 style). The matrix optimizers get
-/// an AdamW "head" group for the tied embedding (and any non-2-D parameter) and their own group
-/// for every 2-D block matrix (record 4).
-pub fn build(
+/// The block matrices go to the method's matrix optimizer; the rest to AdamW: a tied model's
+/// embedding (and any 1-D parameter) to `optim.head` (record 4), an untied model's embedding,
+/// head weight and 1-D parameters to `optim.embed`, `optim.lm_head` and `optim.scalars`
+/// (Track 3). `adamw` puts every parameter in one AdamW group (record 2), or, with
+/// `optim.adamw.scope = "matrices"`, only the block matrices (Track 3's result #2).
+pub fn build(cfg: &OptimConfig, params: &Params, ns_dtype: DType) -> Result<OptimizerSet> {
+    let mut by_role: BTreeMap<u8, Params> = BTreeMap::new();
+    for (k, v) in params {
+        let slot = role(k, v) as u8;
+        by_role
+            .entry(slot)
+            .or_default()
+            .insert(k.clone(), v.clone());
+    }
+    let mut take = |r: Role| by_role.remove(&(r as u8)).unwrap_or_default();
+    let (embedding, head, vectors, matrices) = (
+        take(Role::Embedding),
+        take(Role::Head),
+        take(Role::Vector),
+        take(Role::Matrix),
+    );
+    if cfg.name == Method::AdamW && cfg.adamw.scope == AdamScope::All {
+        let group = AdamW::new("adamw", cfg.adamw.clone(), params.clone())?;
+        return Ok(OptimizerSet {
+            groups: vec![Box::new(group)],
+        });
+    }
+    let n_embd = embedding
+        .values()
+        .next()
+        .map(|v| v.dims()[1])
+        .unwrap_or_else(|| matrices.values().map(|v| v.dims()[1]).min().unwrap_or(1));
+    let mut groups = aux_groups(cfg, embedding, head, vectors)?;
+    groups.push(matrix_group(cfg, matrices, ns_dtype, n_embd)?);
+    Ok(OptimizerSet { groups })
+}
+
+/// The AdamW groups of everything but the block matrices.
+fn aux_groups(
     cfg: &OptimConfig,
-    params: &BTreeMap<String, Var>,
-    ns_dtype: DType,
-) -> Result<OptimizerSet> {
-    let (head, matrices): (BTreeMap<_, _>, BTreeMap<_, _>) = params
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .partition(|(k, v)| k == EMBEDDING || v.rank() != 2);
-    let mut head_cfg = cfg.head.clone();
-    let matrix: Box<dyn Optimizer> = match cfg.name {
-        Method::AdamW => {
-            let group = AdamW::new("adamw", cfg.adamw.clone(), params.clone())?;
-            return Ok(OptimizerSet {
-                groups: vec![Box::new(group)],
-            });
+    embedding: Params,
+    head: Params,
+    vectors: Params,
+) -> Result<Vec<Box<dyn Optimizer>>> {
+    let mut groups: Vec<Box<dyn Optimizer>> = Vec::new();
+    let mut push = |label: &str, c: &AdamWConfig, p: Params| -> Result<()> {
+        if !p.is_empty() {
+            groups.push(Box::new(AdamW::new(label, c.clone(), p)?));
         }
-        Method::Muon => Box::new(Muon::new("muon", cfg.muon.clone(), matrices, ns_dtype)?),
-        Method::NewtonMuon => {
+        Ok(())
+    };
+    if head.is_empty() {
+        let mut head_cfg = cfg.head.clone();
+        if cfg.name == Method::NewtonMuon {
+            // NM-1 raises the tied head's lr with its own (train_gpt_newton_muon_1.py:744).
             head_cfg.lr = cfg.newton_muon.head_lr;
-            // block = 0 means n_embd, the width of the tied embedding.
-            let n_embd = match params.get(EMBEDDING) {
-                Some(v) => v.dims()[1],
-                None => matrices.values().map(|v| v.dims()[1]).min().unwrap_or(1),
-            };
-            Box::new(NewtonMuon::new(
-                "newton_muon",
-                cfg.newton_muon.clone(),
-                matrices,
-                ns_dtype,
-                n_embd,
-            )?)
         }
+        let mut tied = embedding;
+        tied.extend(vectors);
+        push("head", &head_cfg, tied)?;
+    } else {
+        push("embed", &cfg.embed, embedding)?;
+        push("lm_head", &cfg.lm_head, head)?;
+        push("scalars", &cfg.scalars, vectors)?;
+    }
+    Ok(groups)
+}
+
+/// The method's optimizer over the block matrices.
+fn matrix_group(
+    cfg: &OptimConfig,
+    matrices: Params,
+    ns_dtype: DType,
+    n_embd: usize,
+) -> Result<Box<dyn Optimizer>> {
+    Ok(match cfg.name {
+        Method::AdamW => Box::new(AdamW::new("adamw", cfg.adamw.clone(), matrices)?),
+        Method::Muon => Box::new(Muon::new("muon", cfg.muon.clone(), matrices, ns_dtype)?),
+        // block = 0 means n_embd, the width of the embedding.
+        Method::NewtonMuon => Box::new(NewtonMuon::new(
+            "newton_muon",
+            cfg.newton_muon.clone(),
+            matrices,
+            ns_dtype,
+            n_embd,
+        )?),
         Method::Neon => Box::new(Neon::new("neon", cfg.neon.clone(), matrices)?),
         Method::NeonFStar => Box::new(NeonFStar::new(
             "neon_fstar",
             cfg.neon_fstar.clone(),
             matrices,
         )?),
-    };
-    let mut groups: Vec<Box<dyn Optimizer>> = Vec::new();
-    if !head.is_empty() {
-        groups.push(Box::new(AdamW::new("head", head_cfg, head)?));
-    }
-    groups.push(matrix);
-    Ok(OptimizerSet { groups })
+    })
 }
 
 #[cfg(test)]

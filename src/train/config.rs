@@ -27,6 +27,11 @@ pub const BUILTIN_PRESETS: &[(&str, &str)] = &[
         "speedrun-124m",
         include_str!("../../configs/speedrun-124m.toml"),
     ),
+    ("track3", include_str!("../../configs/track3.toml")),
+    (
+        "track3-tiny",
+        include_str!("../../configs/track3-tiny.toml"),
+    ),
 ];
 
 /// The preset the README's main command trains.
@@ -83,6 +88,11 @@ pub struct TrainConfig {
     /// docs/data.md, "The repeated first batch"). Left out of the saved config when false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub repeat_first_batch: bool,
+    /// The token order: record 4's per-rank loader ("record4") or Track 3's generator
+    /// ("track3": one shared position, the next shard when pos + batch + 1 >= its length;
+    /// docs/data.md). Left out of the saved config when "record4".
+    #[serde(default, skip_serializing_if = "crate::model::arch::is_default")]
+    pub loader: LoaderKind,
     /// Total optimizer steps (record 4: 6200).
     pub steps: usize,
     /// Linear warmup steps (record 4: 0).
@@ -92,6 +102,21 @@ pub struct TrainConfig {
     pub warmdown_steps: usize,
     /// Validate every this many steps, and at the last step (record 4: 125).
     pub val_every: usize,
+    /// Validate every this many steps once `step/steps` ≥ `val_late_frac` (Track 3: 25 after
+    /// 90% of the run); 0: `val_every` throughout. Left out of the saved config when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub val_every_late: usize,
+    /// Where the late validation cadence starts, as a fraction of the run.
+    #[serde(
+        default = "default_late_frac",
+        skip_serializing_if = "is_default_late_frac"
+    )]
+    pub val_late_frac: f64,
+    /// Track 3's schedule when > 0: the lr falls linearly to 0 over the last `cooldown_frac` of
+    /// the run (train_gpt_simple.py:301-310), instead of over `warmdown_steps`. Left out of the
+    /// saved config when 0.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub cooldown_frac: f64,
     /// Validation budget in tokens from the start of the val shards (record 4: 10,485,760).
     pub val_tokens: usize,
     /// Sequences per validation micro-batch (0: same as `micro_batch`).
@@ -123,8 +148,29 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+/// Which reference's token order the train loader follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoaderKind {
+    #[default]
+    Record4,
+    Track3,
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn is_zero_f64(x: &f64) -> bool {
+    *x == 0.0
+}
+
+fn default_late_frac() -> f64 {
+    0.9
+}
+
+fn is_default_late_frac(x: &f64) -> bool {
+    *x == 0.9
 }
 
 /// `train.diagnostics_every`: a whole number ≥ 0. A negative, fractional or non-numeric value is
@@ -193,6 +239,20 @@ impl TrainConfig {
         Ok(b)
     }
 
+    /// Whether step `step` (0..=steps) validates: the last one, and every `val_every` steps, or
+    /// every `val_every_late` once `step/steps` ≥ `val_late_frac` (Track 3,
+    /// train_gpt_simple.py:328-329).
+    pub fn is_val_step(&self, step: usize) -> bool {
+        let late =
+            self.val_every_late > 0 && step as f64 / self.steps.max(1) as f64 >= self.val_late_frac;
+        let every = if late {
+            self.val_every_late
+        } else {
+            self.val_every
+        };
+        step == self.steps || step.is_multiple_of(every.max(1))
+    }
+
     /// Sequences of one rank's loader call (`device_batch`, or the rank's window when 0).
     pub fn call_batch(&self, seq_len: usize) -> Result<usize> {
         let b = self.rank_batch(seq_len)?;
@@ -259,6 +319,25 @@ impl Config {
         self.train.val_steps(m.seq_len)?;
         if self.train.steps == 0 {
             bail!("train.steps must be > 0");
+        }
+        let t = &self.train;
+        if t.cooldown_frac != 0.0
+            && (t.warmdown_steps != 0 || !(t.cooldown_frac > 0.0 && t.cooldown_frac <= 1.0))
+        {
+            bail!(
+                "train.cooldown_frac = {} must be in (0, 1] and train.warmdown_steps 0 (got {}): they are two ways to say the same",
+                t.cooldown_frac,
+                t.warmdown_steps
+            );
+        }
+        if !(t.val_late_frac.is_finite() && (0.0..=1.0).contains(&t.val_late_frac)) {
+            bail!(
+                "train.val_late_frac = {} must be in [0, 1]",
+                t.val_late_frac
+            );
+        }
+        if t.loader == LoaderKind::Track3 && (t.repeat_first_batch || t.device_batch != 0) {
+            bail!("train.loader = \"track3\" reads one window per step with no repeated first batch: train.repeat_first_batch and train.device_batch must be left out");
         }
         if self.train.warmup_steps + self.train.warmdown_steps > self.train.steps {
             bail!(
@@ -360,18 +439,70 @@ fn diff_values(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<Str
 }
 
 /// Read a preset (path, `configs/NAME.toml` or built-in name) and apply `key=value` overrides.
+///
+/// A preset may hold a `[method.<optim>]` table per optimizer: when the run's `optim.name` is
+/// that optimizer, its tables are merged over the preset's (Track 3's entries differ per
+/// method in steps, init and auxiliary rates: docs/track3.md). `--set` overrides win over both.
 pub fn load(preset: &str, sets: &[String]) -> Result<Config> {
     let (origin, text) = preset_text(preset)?;
     let mut value: toml::Value = toml::from_str(&text)
         .map_err(|e| anyhow!("{origin}: invalid TOML: {}", one_line(&e.to_string())))?;
+    let methods = match value.as_table_mut() {
+        Some(t) => t.remove("method"),
+        None => None,
+    };
     for s in sets {
         apply_set(&mut value, s)?;
+    }
+    if let Some(methods) = methods {
+        let overlay = method_overlay(&methods, &value).with_context(|| origin.clone())?;
+        if let Some(overlay) = overlay {
+            merge(&mut value, overlay);
+            for s in sets {
+                apply_set(&mut value, s)?;
+            }
+        }
     }
     let cfg: Config = value
         .try_into()
         .map_err(|e: toml::de::Error| anyhow!("{origin}: {}", one_line(&e.to_string())))?;
     cfg.validate().with_context(|| origin.to_string())?;
     Ok(cfg)
+}
+
+/// The `[method.<name>]` table of the run's optimizer (`optim.name`, default muon), checking
+/// that every table names a known optimizer.
+fn method_overlay(methods: &toml::Value, config: &toml::Value) -> Result<Option<toml::Value>> {
+    let table = methods
+        .as_table()
+        .ok_or_else(|| anyhow!("`method` must be a table of per-optimizer tables"))?;
+    for key in table.keys() {
+        key.parse::<crate::optim::Method>()
+            .with_context(|| format!("[method.{key}]"))?;
+    }
+    let name = config
+        .get("optim")
+        .and_then(|o| o.get("name"))
+        .and_then(|n| n.as_str())
+        .unwrap_or("muon");
+    Ok(table.get(name).cloned())
+}
+
+/// Merge `over` into `base`: tables key by key, any other value replaced.
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
 }
 
 /// Parse a config from TOML text (used for a run's saved `config.toml`).

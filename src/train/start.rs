@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 
 use super::checkpoint::{self, TrainState};
 use super::config::Config;
+use super::config::LoaderKind;
 use super::data_root;
 use super::dist;
 use super::log::JsonlLog;
@@ -190,10 +191,20 @@ pub fn preflight(cfg: &Config) -> Result<()> {
 /// The train and val loaders of `cfg`, and the validation steps of its budget, checked to fit
 /// the val shards (a larger budget would silently read validation tokens twice).
 pub(super) fn open_loaders(cfg: &Config, geo: &Geometry) -> Result<(Loader, Loader, usize)> {
-    let calls = geo.rank_batch / geo.device_batch;
-    let train = open_loader(cfg, "train", geo.device_batch, cfg.train.ranks)?
-        .with_calls(calls)?
-        .repeat_first_batch(cfg.train.repeat_first_batch);
+    let train = match cfg.train.loader {
+        LoaderKind::Record4 => {
+            let calls = geo.rank_batch / geo.device_batch;
+            open_loader(cfg, "train", geo.device_batch, cfg.train.ranks)?
+                .with_calls(calls)?
+                .repeat_first_batch(cfg.train.repeat_first_batch)
+        }
+        LoaderKind::Track3 => {
+            let ranks = cfg.train.ranks;
+            open_loader(cfg, "train", geo.rank_batch * ranks, 1)?
+                .track3_generator(ranks)
+                .with_context(|| format!("train data {}", cfg.data.train))?
+        }
+    };
     let val = open_loader(cfg, "val", cfg.train.val_batch(), 1)?;
     let val_steps = val
         .steps_for_tokens(cfg.train.val_tokens)

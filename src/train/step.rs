@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use super::config::Config;
 use crate::cpu::inplace::axpby;
 use crate::data::Loader;
+use crate::model::arch::Reduction;
 use crate::model::{Gpt, LayerInputSink};
 use crate::optim::Grads;
 
@@ -77,10 +78,12 @@ impl GradSum {
     }
 }
 
-/// Forward and backward of one micro-batch: adds its gradients, scaled by 1/`accum`, into `grads`
-/// and returns its (unscaled) loss as a detached f64 scalar tensor, still on the device. The
-/// GradStore, and with it the forward graph, is dropped before returning (docs/candle.md §5): only
-/// the parameters' gradients are kept.
+/// Forward and backward of one micro-batch: adds its gradients into `grads` and returns its mean
+/// loss per token as a detached f64 scalar tensor, still on the device. A mean-loss model's
+/// gradients are scaled by 1/`accum` (the step's gradient is the mean over its micro-batches,
+/// record 4); a sum-loss model's are added as they are (the step's gradient is the sum over all
+/// its tokens, Track 3). The GradStore, and with it the forward graph, is dropped before
+/// returning (docs/candle.md §5): only the parameters' gradients are kept.
 pub fn accumulate_micro_batch(
     model: &Gpt,
     x: &Tensor,
@@ -91,8 +94,12 @@ pub fn accumulate_micro_batch(
     grads: &mut GradSum,
 ) -> Result<Tensor> {
     let loss = model.loss(x, y, compute, sink)?;
-    let value = loss.detach().to_dtype(DType::F64)?;
-    let gs = (loss / accum as f64)?.backward()?;
+    let (value, scaled) = match model.cfg.loss {
+        Reduction::Mean => (loss.detach(), (loss / accum as f64)?),
+        Reduction::Sum => ((loss.detach() / y.elem_count() as f64)?, loss),
+    };
+    let value = value.to_dtype(DType::F64)?;
+    let gs = scaled.backward()?;
     for (name, var) in model.vars() {
         let g = gs
             .get(var.as_tensor())

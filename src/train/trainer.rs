@@ -15,7 +15,7 @@ use super::log::{self, Console, JsonlLog, Record};
 use super::outcome::Stopped;
 use super::progress::Progress;
 use super::run_dir::{self, RunLock, Summary};
-use super::schedule::lr_mult;
+use super::schedule;
 use super::signals;
 use super::start::{self, Start};
 pub use super::start::{preflight, Resume, RunOptions};
@@ -155,7 +155,7 @@ impl Trainer {
             };
             // A resume starts where a checkpoint was written, after that step's validation.
             if self.resumed_at != Some(step) {
-                if signal.is_none() && (last || step.is_multiple_of(self.cfg.train.val_every)) {
+                if signal.is_none() && self.cfg.train.is_val_step(step) {
                     let vl = self.validate()?;
                     if !vl.is_finite() {
                         // The weights after `step` are already bad: no checkpoint of them.
@@ -203,7 +203,7 @@ impl Trainer {
             }
         }
         let train = &self.cfg.train;
-        let mult = lr_mult(step, train.steps, train.warmup_steps, train.warmdown_steps);
+        let mult = schedule::mult(step, train);
         let device = &self.opts.exec.device;
         // Rank 0 alone writes the log, so it alone spends the time: the others wait for it at the
         // next collective, as they do for its validation log lines.

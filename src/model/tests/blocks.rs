@@ -8,14 +8,7 @@ use super::{rel_err, tokens};
 use crate::model::{Gpt, GptConfig};
 
 fn cfg(n_head: usize, n_embd: usize, seq_len: usize) -> GptConfig {
-    GptConfig {
-        vocab_size: 97,
-        n_layer: 2,
-        n_head,
-        n_embd,
-        seq_len,
-        rope_base: 10000.0,
-    }
+    GptConfig::record4_shaped(97, 2, n_head, n_embd, seq_len)
 }
 
 /// Largest |a − b| over the largest |b|.

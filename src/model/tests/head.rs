@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 
 use super::{rel_err, tiny_cfg, tokens};
-use crate::model::head::{composite_rows_and_grad, head_loss, rows_and_grad};
+use crate::model::head::{composite_rows_and_grad, head_loss, rows_and_grad, Head};
 use crate::model::{xent, Gpt};
 
 fn randn(shape: (usize, usize), seed: u64) -> Var {
@@ -36,8 +36,14 @@ fn chunked_loss_and_gradients_equal_unchunked() {
     let want_g = want.backward().unwrap();
     let want = want.to_scalar::<f32>().unwrap() as f64;
     let flat = targets.flatten_all().unwrap();
+    let head = Head {
+        w: w.as_tensor().clone(),
+        b: None,
+        softcap: 0.0,
+        sum: false,
+    };
     for chunk in [1, 7, 15, 45, 64] {
-        let got = head_loss(h.as_tensor(), w.as_tensor(), &flat, DType::F32, chunk, true).unwrap();
+        let got = head_loss(h.as_tensor(), &head, &flat, DType::F32, chunk, true).unwrap();
         let g = got.backward().unwrap();
         let got = got.to_scalar::<f32>().unwrap() as f64;
         assert!(rel_err(got, want) < 1e-6, "chunk {chunk}: {got} vs {want}");
@@ -48,15 +54,7 @@ fn chunked_loss_and_gradients_equal_unchunked() {
             );
             assert!(e < 1e-5, "chunk {chunk}: grad of {name} off by {e:e}");
         }
-        let plain = head_loss(
-            h.as_tensor(),
-            w.as_tensor(),
-            &flat,
-            DType::F32,
-            chunk,
-            false,
-        )
-        .unwrap();
+        let plain = head_loss(h.as_tensor(), &head, &flat, DType::F32, chunk, false).unwrap();
         assert!(!plain.track_op(), "a loss without gradient builds no graph");
         let plain = plain.to_scalar::<f32>().unwrap() as f64;
         assert!(

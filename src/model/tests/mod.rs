@@ -6,6 +6,7 @@ mod checkpoint;
 mod golden;
 mod grads;
 mod head;
+mod track3;
 mod xent;
 
 use std::path::PathBuf;
@@ -23,14 +24,7 @@ pub(super) fn fixture(name: &str) -> PathBuf {
 
 /// The configuration of the golden fixture (scripts/golden_model.py).
 pub(super) fn tiny_cfg() -> GptConfig {
-    GptConfig {
-        vocab_size: 97,
-        n_layer: 2,
-        n_head: 2,
-        n_embd: 32,
-        seq_len: 16,
-        rope_base: 10000.0,
-    }
+    GptConfig::record4_shaped(97, 2, 2, 32, 16)
 }
 
 /// Pseudo-random (B, T) token ids below `vocab`, u32, from a seeded StdRng.
@@ -83,7 +77,14 @@ fn record4_has_123_532_032_params_and_shapes_agree() {
     let cfg = GptConfig::record4();
     assert_eq!(cfg.num_params(), 123_532_032);
     for c in [cfg, tiny_cfg()] {
-        let from_shapes: usize = c.param_shapes().values().map(|(o, i)| o * i).sum();
+        let from_shapes: usize = c
+            .param_shapes()
+            .values()
+            .map(|s| {
+                assert_eq!(s.len(), 2, "record 4 has matrices only");
+                s[0] * s[1]
+            })
+            .sum();
         assert_eq!(from_shapes, c.num_params());
         assert_eq!(c.param_shapes().len(), 1 + 4 * c.n_layer);
     }

@@ -8,7 +8,7 @@ use anyhow::Result;
 use candle_core::{DType, Device, Tensor, Var};
 
 use super::linalg::symmetric_eigen;
-use super::newton_schulz::{newton_schulz, NsForm};
+use super::newton_schulz::{newton_schulz, NsForm, NsSpec};
 use super::*;
 
 mod neon;
@@ -97,7 +97,11 @@ const BLOCK: [&str; 4] = [
 #[test]
 fn newton_schulz_matches_numpy_and_svd() -> Result<()> {
     let f = golden();
-    let o = newton_schulz(&g(&f, "ns.u"), 5, DType::F32, NsForm::Record4)?;
+    let o = newton_schulz(
+        &g(&f, "ns.u"),
+        NsSpec::record4(5, NsForm::Record4),
+        DType::F32,
+    )?;
     let r = rel(&o, &g(&f, "ns.out"));
     assert!(r < 1e-5, "NS5 vs numpy rel {r}");
     // D = Pᵀ·O·Q must be diagonal: the singular vectors of NS5(U) are those of U.
@@ -128,14 +132,13 @@ fn newton_schulz_matches_numpy_and_svd() -> Result<()> {
     let u = g(&f, "ns.u");
     let both = newton_schulz(
         &Tensor::stack(&[&u, &(&u * 2.0)?], 0)?,
-        5,
+        NsSpec::record4(5, NsForm::Record4),
         DType::F32,
-        NsForm::Record4,
     )?;
     assert!(rel(&both.get(1)?, &o) < 1e-5);
     // The GPU path runs in bf16 (8-bit mantissa, rounding 4e-3 per op, amplified by the
     // polynomial's slope ~3.4 at small singular values over 5 steps): measured rel 0.060.
-    let half = newton_schulz(&u, 5, DType::BF16, NsForm::Record4)?;
+    let half = newton_schulz(&u, NsSpec::record4(5, NsForm::Record4), DType::BF16)?;
     assert_eq!(half.dtype(), DType::F32);
     let r = rel(&half, &o);
     assert!(r < 0.1, "bf16 NS5 vs f32 rel {r}");
@@ -192,6 +195,7 @@ fn adamw_two_steps_match_numpy() -> Result<()> {
         eps: 1e-8,
         weight_decay: 0.1,
         decay_embedding: true,
+        scope: Default::default(),
     };
     let mut opt = AdamW::new("adamw", cfg, params.clone())?;
     for t in 1..=2 {

@@ -5,7 +5,7 @@
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
 
-use super::super::newton_schulz::{newton_schulz, plain_iterations, NsForm};
+use super::super::newton_schulz::{newton_schulz, plain_iterations, NsForm, NsSpec, NS_COEFFS};
 use super::super::ns_cpu::gram_is_cheaper;
 use super::rel;
 
@@ -21,7 +21,7 @@ fn reference(u: &Tensor, steps: usize) -> Result<Tensor> {
     if r > c {
         x = x.transpose(1, 2)?.contiguous()?;
     }
-    let mut x = plain_iterations(x, steps)?;
+    let mut x = plain_iterations(x, steps, NS_COEFFS)?;
     if r > c {
         x = x.transpose(1, 2)?.contiguous()?;
     }
@@ -44,7 +44,7 @@ fn cpu_kernel_matches_the_record_iteration() -> Result<()> {
     for (i, &(b, r, c)) in shapes.iter().enumerate() {
         let u = Tensor::randn(0f32, 1.0, (b, r, c), &Device::Cpu)?;
         let want = reference(&u, 5)?;
-        let got = newton_schulz(&u, 5, DType::F32, NsForm::Record4)?;
+        let got = newton_schulz(&u, NsSpec::record4(5, NsForm::Record4), DType::F32)?;
         let e = rel(&got, &want);
         let form = if gram_is_cheaper(r.min(c), r.max(c)) {
             "gram"
@@ -70,7 +70,10 @@ fn gram_form_handles_low_rank_input() -> Result<()> {
     let noise = Tensor::randn(0f32, 1e-4, (1, 64, 256), &Device::Cpu)?;
     let u = (l.matmul(&r)? + noise)?;
     let exact = reference(&u.to_dtype(DType::F64)?, 5)?.to_dtype(DType::F32)?;
-    let e = rel(&newton_schulz(&u, 5, DType::F32, NsForm::Record4)?, &exact);
+    let e = rel(
+        &newton_schulz(&u, NsSpec::record4(5, NsForm::Record4), DType::F32)?,
+        &exact,
+    );
     let e_plain = rel(&reference(&u, 5)?, &exact);
     println!("rank-4 + noise 64×256 vs f64: gram rel {e:.2e}, plain rel {e_plain:.2e}");
     assert!(
@@ -101,7 +104,7 @@ fn bf16_forms_match_the_references() -> Result<()> {
             (NsForm::Record4, "record4", "nm1"),
             (NsForm::Nm1, "nm1", "record4"),
         ] {
-            let got = newton_schulz(u, 5, DType::BF16, form)?;
+            let got = newton_schulz(u, NsSpec::record4(5, form), DType::BF16)?;
             let (same, near) = agreement(&got, &f[&format!("{mine}_{i}")])?;
             let (same_other, _) = agreement(&got, &f[&format!("{other}_{i}")])?;
             println!("{mine} shape {i}: {same:.4} identical, {near:.4} within one rounding; {same_other:.4} identical to {other}");

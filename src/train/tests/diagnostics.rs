@@ -9,7 +9,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor, Var};
 
 use super::{opts, tiny};
-use crate::optim::newton_schulz::{newton_schulz, NsForm};
+use crate::optim::newton_schulz::{newton_schulz, NsForm, NsSpec};
 use crate::optim::spectral::{singular_values, SvMethod};
 use crate::optim::{self, Grads, Method, OptimConfig, Scale, EMBEDDING};
 use crate::train::config;
@@ -251,7 +251,7 @@ fn muon_pass(scale: Scale) -> (Diag, Grads) {
 
 /// (min, max) singular value of NS5(`u`), computed here directly.
 fn ns_extremes(u: &Tensor) -> (f64, f64) {
-    let o = newton_schulz(u, 5, DType::F32, NsForm::Record4).unwrap();
+    let o = newton_schulz(u, NsSpec::record4(5, NsForm::Record4), DType::F32).unwrap();
     let s = singular_values(&[&o], SvMethod::Gram).unwrap().remove(0);
     (s[s.len() - 1], s[0])
 }
