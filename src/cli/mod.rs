@@ -31,7 +31,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Write initial weights so that several runs start from the same point (--init-from).
     Init(init::InitArgs),
-    /// Run several optimizers × seeds from shared initial weights, then compare them.
+    /// Race optimizers from shared initial weights: tune each one's lr (or any key) on the same
+    /// budget, run seeds at the best points, then report with a verdict per pair.
     Race(race::RaceArgs),
     /// Compare runs: table, plots, an interactive HTML page, statistics over seeds (works on
     /// running jobs too, and on modded-nanogpt's own logs).

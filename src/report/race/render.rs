@@ -225,11 +225,35 @@ fn section(out: &mut String, title: &str) {
     writeln!(out, "<h2>{}</h2>", esc(title)).unwrap();
 }
 
+/// A table that scrolls sideways when it is wider than the page.
+fn wide_table(
+    out: &mut String,
+    id: &str,
+    head: &[&str],
+    rows: impl IntoIterator<Item = Vec<String>>,
+) {
+    out.push_str("<div class=\"scroll\">\n");
+    table(out, id, head, rows);
+    out.push_str("</div>\n");
+}
+
+/// A paragraph of the markdown text: escaped, its `code` spans as <code>.
+fn para(out: &mut String, text: &str) {
+    let mut html = String::new();
+    for (i, part) in esc(text).split('`').enumerate() {
+        match i % 2 {
+            1 => write!(html, "<code>{part}</code>").unwrap(),
+            _ => html.push_str(part),
+        }
+    }
+    writeln!(out, "<p>{html}</p>").unwrap();
+}
+
 fn html(r: &RaceReport, cmp: &Comparison, tuning: Option<&str>, race: Option<&str>) -> String {
     let mut out =
         String::from("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n");
     out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
-    writeln!(out, "<title>speedrun race report</title>\n<style>\n{REPORT_CSS}\nsvg {{ max-width: 100%; height: auto; }}\n</style></head><body>").unwrap();
+    writeln!(out, "<title>speedrun race report</title>\n<style>\n{REPORT_CSS}\nsvg {{ max-width: 100%; height: auto; }}\n.scroll {{ overflow-x: auto; margin-bottom: .8em; }}\n</style></head><body>").unwrap();
     writeln!(
         out,
         "<h1>Race report</h1>\n<div id=\"meta\"><code>{}</code></div>",
@@ -237,19 +261,18 @@ fn html(r: &RaceReport, cmp: &Comparison, tuning: Option<&str>, race: Option<&st
     )
     .unwrap();
     for l in intro(r) {
-        writeln!(out, "<p>{}</p>", esc(&l)).unwrap();
+        para(&mut out, &l);
     }
     if !r.tune.is_empty() {
         section(&mut out, "Tuning (seed 0)");
-        table(&mut out, "budget", &BUDGET_HEADER, budget_rows(r));
-        out.push_str("<br>\n");
-        table(&mut out, "tuning", &TUNING_HEADER, tuning_rows(r));
+        wide_table(&mut out, "budget", &BUDGET_HEADER, budget_rows(r));
+        wide_table(&mut out, "tuning", &TUNING_HEADER, tuning_rows(r));
         if let Some(svg) = tuning {
             writeln!(out, "<div class=\"chart\" id=\"tuning-plot\">{svg}</div>").unwrap();
         }
     }
     section(&mut out, "The race: each contestant at its best point");
-    table(
+    wide_table(
         &mut out,
         "runs",
         &RUN_HEADER,
@@ -257,15 +280,15 @@ fn html(r: &RaceReport, cmp: &Comparison, tuning: Option<&str>, race: Option<&st
     );
     section(&mut out, "Statistics over seeds");
     let groups = r.contestants.iter().filter_map(|c| c.group.as_ref());
-    table(&mut out, "groups", &GROUP_HEADER, groups.map(group_cells));
+    wide_table(&mut out, "groups", &GROUP_HEADER, groups.map(group_cells));
     if let Some(svg) = race {
         writeln!(out, "<div class=\"chart\" id=\"race-plot\">{svg}</div>").unwrap();
     }
     if let Some(best) = &r.best {
         section(&mut out, &format!("Against the best contestant: {best}"));
-        writeln!(out, "<p>The {}. {}</p>", esc(r.best_rule), esc(TESTS_NOTE)).unwrap();
+        para(&mut out, &format!("The {}. {TESTS_NOTE}", r.best_rule));
         if !r.pairs.is_empty() {
-            table(&mut out, "pairs", &PAIR_HEADER, pair_rows(r));
+            wide_table(&mut out, "pairs", &PAIR_HEADER, pair_rows(r));
             section(&mut out, "Verdict");
             out.push_str("<ul id=\"verdict\">\n");
             for v in &r.pairs {

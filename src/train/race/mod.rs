@@ -212,6 +212,7 @@ impl Race {
 
     fn execute(&self, plan: &Plan, batch: &[Job], runner: &Runner) -> Result<()> {
         let mut seeds: Vec<u64> = batch.iter().map(|j| j.seed).collect();
+        seeds.sort_unstable();
         seeds.dedup();
         for &seed in &seeds {
             self.init_for_seed(plan, seed)?;
