@@ -1,5 +1,5 @@
 """Golden numbers for src/report/stats.rs (Welch's t-test, Student-t CDF, incomplete beta,
-sample std, Track-3 margin), computed with scipy/numpy.
+sample std, the Track-3 margins), computed with scipy/numpy.
 
 Run from the repo root:  .venv/bin/python scripts/golden_stats.py
 The printed output is pasted next to the Rust tests in src/report/tests.rs.
@@ -32,6 +32,18 @@ show("muon_steps std(ddof=1)", float(np.std(muon_steps, ddof=1)))
 # Track-3 acceptance margin (src/report/stats.rs, `track3_margin`): (target - mean) * sqrt(n) >= 0.004.
 show("muon track3 margin", (TARGET - float(np.mean(muon_loss))) * math.sqrt(len(muon_loss)))
 show("adamw track3 margin", (TARGET - float(np.mean(adamw_loss))) * math.sqrt(len(adamw_loss)))
+
+# Track-3 pairwise rule (src/report/stats.rs, `track3_pairwise_margin`): a better than b when
+# ((loss_b - loss_a) + 0.0045 * (steps_b - steps_a) / 100) / sqrt(1/n_a + 1/n_b) >= 0.004.
+# The first two are the worked examples of modded-nanogpt's records/track_3_optimization/README.md
+# (result #13 vs #8: 0.0027; #12 vs #6: 0.00648), the third the fixture groups at equal length.
+for name, (la, sa, na), (lb, sb, nb) in [
+    ("track3 pairwise #13 vs #8", (3.2785, 3000.0, 16), (3.2778, 3040.0, 10)),
+    ("track3 pairwise #12 vs #6", (3.2792, 3200.0, 20), (3.2790, 3250.0, 20)),
+    ("track3 pairwise muon vs adamw", (float(np.mean(muon_loss)), 200.0, 3), (float(np.mean(adamw_loss)), 200.0, 2)),
+]:
+    margin = ((lb - la) + 0.0045 * (sb - sa) / 100.0) / np.sqrt(1.0 / na + 1.0 / nb)
+    print(f"{name} = {float(margin)!r}")
 
 for name, a, b in [
     ("welch loss muon vs adamw", muon_loss, adamw_loss),

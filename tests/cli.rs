@@ -197,7 +197,7 @@ fn race_runs_every_contestant_then_skips_finished_runs() {
         first.contains("| muon"),
         "race ends with the table:\n{first}"
     );
-    assert!(out_dir.join("race.svg").is_file());
+    assert!(out_dir.join("race.png").is_file());
     let again = ok(&args);
     assert_eq!(again.matches("skipped").count(), 4, "{again}");
 }

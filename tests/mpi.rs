@@ -182,3 +182,54 @@ fn a_bad_config_under_mpirun_is_one_line_from_rank_0() {
     assert!(!err.contains("MPI_ABORT"), "{err}");
     assert!(!tmp.path().join("bad").exists());
 }
+
+/// A race whose runs are mpirun jobs (`--launcher`): each run is a two-process job (world size 2
+/// in its meta.json) that matches the same race in one process to 1e-5, and the race's tuning and
+/// seeds come out the same.
+#[test]
+fn a_race_runs_each_run_as_an_mpirun_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let race = |out: &Path, launcher: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_speedrun"));
+        c.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("RAYON_NUM_THREADS", "1")
+            .args(["race", "--optims", "adamw,muon", "--tune", "lr=1x,10x"])
+            .args(["--tune-extend", "0", "--seeds", "2", "--out"])
+            .arg(out)
+            .args(&tiny("adamw", 4)[2..]);
+        if let Some(l) = launcher {
+            c.args(["--launcher", l]);
+        }
+        ok(c.output().unwrap())
+    };
+    let (one, jobs) = (tmp.path().join("one"), tmp.path().join("jobs"));
+    race(&one, None);
+    race(
+        &jobs,
+        Some("mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2"),
+    );
+    let runs: Vec<_> = std::fs::read_dir(&one)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("log.jsonl").is_file())
+        .collect();
+    assert_eq!(
+        runs.len(),
+        6,
+        "2 grid points and 1 more seed, each: {runs:?}"
+    );
+    for r in runs {
+        let name = r.file_name().unwrap();
+        let (a, b) = (losses(&r), losses(&jobs.join(name)));
+        assert_eq!(a.len(), b.len(), "{name:?}");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!((&x.0, x.1), (&y.0, y.1));
+            assert!(
+                (x.2 - y.2).abs() <= 1e-5 * x.2.abs(),
+                "{name:?}: {x:?} vs {y:?}"
+            );
+        }
+        let meta = std::fs::read_to_string(jobs.join(name).join("meta.json")).unwrap();
+        assert!(meta.contains("\"world_size\": 2"), "{name:?}: {meta}");
+    }
+}

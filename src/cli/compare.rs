@@ -43,6 +43,10 @@ pub struct CompareArgs {
     #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "10",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub watch: Option<u64>,
+    /// The one argument is a race directory (`speedrun race --out`): rebuild its report
+    /// (report.md, report.html, the plots) from its runs and print it (json: its numbers).
+    #[arg(long)]
+    pub race: bool,
 }
 
 fn parse_smooth(s: &str) -> Result<f64, String> {
@@ -52,7 +56,31 @@ fn parse_smooth(s: &str) -> Result<f64, String> {
     }
 }
 
+/// `compare --race OUT`: the race's own report, rebuilt from its run directories.
+fn race_report(args: &CompareArgs) -> Result<()> {
+    let [dir] = args.runs.as_slice() else {
+        anyhow::bail!("--race takes one race directory, not {}", args.runs.len());
+    };
+    if args.target.is_some() || args.html.is_some() || args.watch.is_some() {
+        anyhow::bail!(
+            "--race rebuilds the race's own report: --target, --html and --watch do not apply"
+        );
+    }
+    let dir = std::path::Path::new(dir);
+    match args.format {
+        Format::Json => print!("{}", crate::report::race::report_json(dir)?),
+        _ => print!(
+            "{}",
+            crate::report::race::write_report(dir, args.plot.as_deref())?
+        ),
+    }
+    Ok(())
+}
+
 pub fn run(args: CompareArgs) -> Result<()> {
+    if args.race {
+        return race_report(&args);
+    }
     let spec = ReportSpec {
         runs: args.runs,
         target: args.target,

@@ -31,7 +31,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Write initial weights so that several runs start from the same point (--init-from).
     Init(init::InitArgs),
-    /// Run several optimizers × seeds from shared initial weights, then compare them.
+    /// Race optimizers from shared initial weights: tune each one's lr (or any key) on the same
+    /// budget, run seeds at the best points, then report with a verdict per pair.
     Race(race::RaceArgs),
     /// Compare runs: table, plots, an interactive HTML page, statistics over seeds (works on
     /// running jobs too, and on modded-nanogpt's own logs).
@@ -88,10 +89,18 @@ pub fn main() -> i32 {
 fn report(res: anyhow::Result<()>) -> i32 {
     use crate::train::{dist, Stopped};
     let Err(e) = res else { return 0 };
-    let (code, msg, everywhere) = match e.downcast_ref::<Stopped>() {
+    let ended = match (
+        e.downcast_ref::<Stopped>(),
+        e.downcast_ref::<crate::train::race::Interrupted>(),
+    ) {
+        (Some(s), _) => Some((s.exit_code(), s.to_string())),
+        (None, Some(r)) => Some((r.exit_code(), r.to_string())),
+        (None, None) => None,
+    };
+    let (code, msg, everywhere) = match ended {
         // An interrupted or diverged run is an outcome, not a failure of the tool: its own
         // message and exit status (130/143 for signals, 3 for divergence).
-        Some(stopped) => (stopped.exit_code(), stopped.to_string(), true),
+        Some((code, msg)) => (code, msg, true),
         None => {
             let everywhere = e.downcast_ref::<dist::Everywhere>().is_some();
             (

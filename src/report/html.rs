@@ -13,7 +13,7 @@ use std::fmt::Write;
 const UPLOT_JS: &str = include_str!("../../assets/uplot/uPlot.iife.min.js");
 const UPLOT_CSS: &str = include_str!("../../assets/uplot/uPlot.min.css");
 const REPORT_JS: &str = include_str!("../../assets/report.js");
-const REPORT_CSS: &str = include_str!("../../assets/report.css");
+pub(super) const REPORT_CSS: &str = include_str!("../../assets/report.css");
 
 /// How to build the page.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -27,14 +27,19 @@ pub struct HtmlOpts {
     pub refresh: Option<u64>,
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn table(out: &mut String, id: &str, head: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
+pub(super) fn table(
+    out: &mut String,
+    id: &str,
+    head: &[&str],
+    rows: impl IntoIterator<Item = Vec<String>>,
+) {
     writeln!(out, "<table class=\"sortable\" id=\"{id}\">\n<thead><tr>").unwrap();
     for h in head {
         write!(out, "<th>{}</th>", esc(h)).unwrap();

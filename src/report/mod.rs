@@ -18,6 +18,7 @@ mod jsonl;
 mod load;
 mod palette;
 pub mod plot;
+pub mod race;
 mod row;
 pub mod seeds;
 mod series;
@@ -41,7 +42,7 @@ pub use table::Format;
 pub use textlog::TEXT_LOG_OPTIM;
 
 use anyhow::Result;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Options of [`compare`].
 #[derive(Debug, Clone, Default)]
@@ -60,14 +61,4 @@ pub fn load_runs(dirs: &[PathBuf]) -> Result<Vec<RunRecord>> {
 pub fn compare(dirs: &[PathBuf], opts: &CompareOpts) -> Result<String> {
     let runs = load_runs(dirs)?;
     Ok(Comparison::new(&runs, opts.target).render(opts.format))
-}
-
-/// The end of `speedrun race`: print the comparison of `dirs` and draw their plot to `plot_path`.
-pub fn race_report(dirs: &[PathBuf], plot_path: &Path) -> Result<()> {
-    let runs = load_runs(dirs)?;
-    let cmp = Comparison::new(&runs, None);
-    println!("{}", cmp.render(Format::Markdown));
-    cmp.plot(plot_path, &plot::PlotOpts::default())?;
-    println!("plot: {}", plot_path.display());
-    Ok(())
 }

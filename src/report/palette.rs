@@ -83,6 +83,14 @@ fn shade(j: usize, k: usize) -> f64 {
     }
 }
 
+/// The colour of the `j`-th of `k` lines of one optimizer drawn without seed groups (the tuning
+/// curves of a race): the shades its seed groups get.
+pub fn optim_shade(optim: &str, j: usize, k: usize) -> Rgb {
+    let (h, s) = hue(optim);
+    let base = if s == 0.0 { 0.15 } else { 0.0 };
+    hsl(h, s, shade(j, k) - base)
+}
+
 /// The colour of every seed group (in the comparison's group order) and of every run.
 pub struct Colors {
     pub groups: Vec<Rgb>,

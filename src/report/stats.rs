@@ -1,5 +1,5 @@
-//! The statistics behind the seed groups, on plain numbers: mean ± sample std, the margin of
-//! modded-nanogpt's acceptance rule, and Welch's t-test (two-sided) with a self-contained
+//! The statistics behind the seed groups, on plain numbers: mean ± sample std, the margins of
+//! modded-nanogpt's Track-3 rules (a record's, and one result against another), and Welch's t-test (two-sided) with a self-contained
 //! Student-t CDF (via the regularized incomplete beta function).
 use serde::Serialize;
 
@@ -39,6 +39,30 @@ pub fn track3_margin(target: f64, mean_loss: f64, n: usize) -> f64 {
     (target - mean_loss) * (n as f64).sqrt()
 }
 pub const TRACK3_MARGIN: f64 = 0.004;
+
+/// Val loss that 100 steps are worth in Track 3's pairwise rule: 200 fewer steps of its result #12
+/// raised the mean loss by 0.0091 (modded-nanogpt, records/track_3_optimization/README.md,
+/// "Pairwise statistical significance").
+pub const TRACK3_LOSS_PER_100_STEPS: f64 = 0.0045;
+
+/// One side of Track 3's pairwise rule: a result's mean final val loss over `n` runs that all
+/// stopped after `steps` steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Track3Side {
+    pub mean_loss: f64,
+    pub steps: f64,
+    pub n: usize,
+}
+
+/// Margin of Track 3's pairwise rule that `a` is better than `b`:
+/// `((loss_b − loss_a) + 0.0045·(steps_b − steps_a)/100) / √(1/n_a + 1/n_b)`, where the second term
+/// prices the steps `a` saves in val loss; `a` is significantly better when the margin is ≥
+/// [`TRACK3_MARGIN`] (the same one-sided z-test at σ = 0.0013 as [`track3_margin`]).
+pub fn track3_pairwise_margin(a: Track3Side, b: Track3Side) -> f64 {
+    let loss_diff = b.mean_loss - a.mean_loss;
+    let step_diff = TRACK3_LOSS_PER_100_STEPS * (b.steps - a.steps) / 100.0;
+    (loss_diff + step_diff) / (1.0 / a.n as f64 + 1.0 / b.n as f64).sqrt()
+}
 
 /// ln Γ(x) for x > 0 by the Lanczos approximation (g = 7, 9 coefficients; relative error
 /// ~1e-15), with the reflection formula below 0.5.

@@ -39,6 +39,36 @@ pub fn log_ticks(lo: f64, hi: f64, target: usize, min_gap: f64) -> (Vec<f64>, us
     (out, decimals)
 }
 
+/// Ticks for a log axis over `[lo, hi]` (lo > 0) that may span decades, at most `target` of
+/// them: 1, 2 and 5 × 10ᵏ, else 1 and 3 × 10ᵏ, else the decades (every other one, and so on,
+/// when still too many); a range too narrow for three of those gets round values inside it.
+pub fn decade_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
+    let (k0, k1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let pick = |ms: &[u32]| -> Vec<f64> {
+        (k0..=k1)
+            .flat_map(|k| ms.iter().map(move |m| format!("{m}e{k}")))
+            .filter_map(|t| t.parse::<f64>().ok())
+            .filter(|v| (lo..=hi).contains(v))
+            .collect()
+    };
+    for ms in [&[1, 2, 5][..], &[1, 3]] {
+        let t = pick(ms);
+        if t.len() < 3 {
+            break;
+        }
+        if t.len() <= target {
+            return t;
+        }
+    }
+    let decades = pick(&[1]);
+    if decades.len() >= 3 {
+        let every = decades.len().div_ceil(target.max(1));
+        return decades.into_iter().step_by(every).collect();
+    }
+    let gap = (hi / lo).log10() / (1.5 * target.max(1) as f64);
+    log_ticks(lo, hi, target, gap).0
+}
+
 /// How an x axis is shown: a divisor from raw units and the axis title.
 pub fn x_unit(axis: XAxis, max_raw: f64) -> (f64, &'static str) {
     match axis {
@@ -56,6 +86,23 @@ pub fn x_unit(axis: XAxis, max_raw: f64) -> (f64, &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_axes_tick_at_round_values_in_every_decade() {
+        assert_eq!(
+            decade_ticks(1e-4, 1.1e-2, 8),
+            vec![1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2]
+        );
+        assert_eq!(
+            decade_ticks(1e-5, 0.2, 8),
+            vec![1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
+        );
+        assert_eq!(decade_ticks(1e-12, 1.0, 4), vec![1e-12, 1e-8, 1e-4, 1.0]);
+        // Inside one decade: round values, still in order and in range.
+        let t = decade_ticks(0.0011, 0.0032, 8);
+        assert!(t.len() >= 3 && t.windows(2).all(|w| w[0] < w[1]), "{t:?}");
+        assert!(t.iter().all(|v| (0.0011..=0.0032).contains(v)), "{t:?}");
+    }
 
     fn labels(lo: f64, hi: f64, n: usize) -> Vec<String> {
         let (t, d) = nice_ticks(lo, hi, n);

@@ -7,6 +7,7 @@
 //! read alike (plotters' own bitmap text backend misplaces glyphs: "adam w", "0. 0036").
 mod legend;
 mod panel;
+pub mod tuning;
 
 use super::comparison::Comparison;
 use super::jsonl::MEDIAN_FIELDS;
@@ -131,8 +132,10 @@ fn layout(cmp: &Comparison, entries: &Entries, opts: &PlotOpts) -> (Vec<Panel>, 
         y_desc,
         lines: Vec::new(),
         bands: Vec::new(),
+        marks: Vec::new(),
         target,
         log_y: opts.log_y,
+        log_x: false,
         empty_note,
     };
     let mut val = panel(
@@ -269,15 +272,20 @@ impl Comparison<'_> {
 
     /// Write the plot to `path`: `.svg` or `.png` (case-insensitive), else an error.
     pub fn plot(&self, path: &Path, opts: &PlotOpts) -> Result<()> {
-        let format = plot_format(path)?;
-        check_out_dir(path)?;
-        let ctx = |e: anyhow::Error| anyhow!("{}: {e:#}", path.display());
-        let svg = draw_svg(self, opts).map_err(ctx)?;
-        let bytes = match format {
-            PlotFormat::Svg => svg.into_bytes(),
-            // Twice the SVG's size: sharp on high-density screens and in documents.
-            PlotFormat::Png => png_from_svg(&svg, 2.0).map_err(ctx)?,
-        };
-        crate::fsutil::write_atomic(path, &bytes)
+        write_plot(path, || draw_svg(self, opts))
     }
+}
+
+/// Write the SVG that `draw` makes to `path` as SVG or, by its extension, PNG.
+pub(crate) fn write_plot(path: &Path, draw: impl FnOnce() -> Result<String>) -> Result<()> {
+    let format = plot_format(path)?;
+    check_out_dir(path)?;
+    let ctx = |e: anyhow::Error| anyhow!("{}: {e:#}", path.display());
+    let svg = draw().map_err(ctx)?;
+    let bytes = match format {
+        PlotFormat::Svg => svg.into_bytes(),
+        // Twice the SVG's size: sharp on high-density screens and in documents.
+        PlotFormat::Png => png_from_svg(&svg, 2.0).map_err(ctx)?,
+    };
+    crate::fsutil::write_atomic(path, &bytes)
 }

@@ -2,7 +2,10 @@
 //! runs, against scipy numbers printed by scripts/golden_stats.py.
 use super::{all_fixtures, close};
 use crate::report::seeds;
-use crate::report::stats::{ln_gamma, mean_std, reg_inc_beta, student_t_cdf, welch};
+use crate::report::stats::{
+    ln_gamma, mean_std, reg_inc_beta, student_t_cdf, track3_pairwise_margin, welch, Track3Side,
+    TRACK3_MARGIN,
+};
 use crate::report::*;
 
 // Golden numbers from `.venv/bin/python scripts/golden_stats.py` (scipy 1.x):
@@ -14,6 +17,9 @@ use crate::report::*;
 // muon_steps std(ddof=1) = 28.867513459481287
 // muon track3 margin = 0.305995642670501
 // adamw track3 margin = -0.07071067811865514
+// track3 pairwise #13 vs #8 = 0.002728764160962226
+// track3 pairwise #12 vs #6 = 0.006482669203345247
+// track3 pairwise muon vs adamw = 0.2483008927356752
 // welch loss muon vs adamw: t = -10.369902782617093 df = 1.4002271866717204 p = 0.02711398294303568
 // welch steps muon vs other: t = 1.257237114187424 df = 4.733990147783252 p = 0.26712463219295957
 // welch close: t = -0.24223894526163026 df = 6.160549712591647 p = 0.8164583769602868
@@ -108,6 +114,39 @@ fn welch_and_mean_std_match_scipy() {
     }
     assert!(welch(&[1.0], &[2.0, 3.0]).is_none(), "n < 2");
     assert!(welch(&[1.0, 1.0], &[2.0, 2.0]).is_none(), "zero variance");
+}
+
+#[test]
+fn track3_pairwise_rule_matches_numpy_and_the_track3_examples() {
+    let side = |mean_loss, steps, n| Track3Side {
+        mean_loss,
+        steps,
+        n,
+    };
+    // Track 3's README: #13 (3.2785, 40 steps fewer, n = 16) is not significantly better than #8
+    // (3.2778, n = 10); the Muon hyperparameters of #12 are better than those of #6.
+    let m = track3_pairwise_margin(side(3.2785, 3000.0, 16), side(3.2778, 3040.0, 10));
+    assert!(
+        close(m, 0.002728764160962226, 1e-9) && m < TRACK3_MARGIN,
+        "{m}"
+    );
+    let m = track3_pairwise_margin(side(3.2792, 3200.0, 20), side(3.2790, 3250.0, 20));
+    assert!(
+        close(m, 0.006482669203345247, 1e-9) && m >= TRACK3_MARGIN,
+        "{m}"
+    );
+    let muon = side(3.1033333333333335, 200.0, 3);
+    let adamw = side(3.33, 200.0, 2);
+    assert!(close(
+        track3_pairwise_margin(muon, adamw),
+        0.2483008927356752,
+        1e-9
+    ));
+    // The rule is antisymmetric: b's margin over a is minus a's over b.
+    assert_eq!(
+        track3_pairwise_margin(adamw, muon),
+        -track3_pairwise_margin(muon, adamw)
+    );
 }
 
 #[test]
