@@ -157,28 +157,34 @@ impl<F: FnMut(&mut [f32]) -> candle_core::Result<()>> InplaceOp1 for Open<F> {
 }
 
 impl AdamStep {
-    /// Update `w`, `m` and `v` from `g`. On fp32 CPU tensors this is one pass over the four
-    /// (m and v are opened for writing by two enclosing in-place ops, w by the innermost);
-    /// elsewhere it is candle arithmetic.
+    /// Update `w`, `m` and `v` from `g`, in the order and rounding of PyTorch's single-tensor
+    /// AdamW (torch/optim/adamw.py, `_single_tensor_adamw`, fp32): `w ← w·α`;
+    /// `m ← lerp(m, g, 1 − β₁)`; `v ← v·β₂ + ((1 − β₂)·g)·g`; `d = √v/√bc₂ + eps`;
+    /// `w ← w + (−(lr/bc₁)·m)/d`. With Adam's per-element normalisation a last-digit difference
+    /// in a near-zero gradient becomes a full-size step, so matching the order is what keeps
+    /// runs next to PyTorch's (`train::tests::golden`). On fp32 CPU tensors this is one pass
+    /// over the four (m and v are opened for writing by two enclosing in-place ops, w by the
+    /// innermost); elsewhere it is candle arithmetic.
     pub fn apply(&self, w: &Var, m: &mut Tensor, v: &mut Tensor, g: &Tensor) -> Result<()> {
+        let step_size = self.lr / self.bc1;
+        let bc2_sqrt = self.bc2.sqrt();
         if !fits(w.as_tensor(), &[m, v, g]) {
             let (b1, b2) = (self.b1, self.b2);
-            *m = ((&*m * b1)? + (g * (1.0 - b1))?)?;
-            *v = ((&*v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-            let denom = ((&*v / self.bc2)?.sqrt()? + self.eps)?;
-            let upd = ((&*m / self.bc1)? / denom)?;
-            return axpby_var(w, self.alpha, &upd, -self.lr);
+            *m = (&*m + ((g - &*m)? * (1.0 - b1))?)?;
+            *v = ((&*v * b2)? + ((g * (1.0 - b2))? * g)?)?;
+            let denom = ((v.sqrt()? / bc2_sqrt)? + self.eps)?;
+            let upd = ((&*m * -step_size)? / denom)?;
+            return axpby_var(w, self.alpha, &upd, 1.0);
         }
         let f = |x: f64| x as f32;
-        let (b1, c1, b2, c2) = (f(self.b1), f(1.0 - self.b1), f(self.b2), f(1.0 - self.b2));
-        let (alpha, lr, eps) = (f(self.alpha), f(self.lr), f(self.eps));
-        // candle divides a tensor by a scalar as a product with its reciprocal; so does this.
-        let (r1, r2) = (f(1.0 / self.bc1), f(1.0 / self.bc2));
+        let (c1, b2, c2) = (f(1.0 - self.b1), f(self.b2), f(1.0 - self.b2));
+        let (alpha, neg_step, eps, bc2s) = (f(self.alpha), f(-step_size), f(self.eps), f(bc2_sqrt));
         let update = move |ws: &mut [f32], gs: &[f32], ms: &mut [f32], vs: &mut [f32]| {
             for (((w, &g), m), v) in ws.iter_mut().zip(gs).zip(ms.iter_mut()).zip(vs.iter_mut()) {
-                *m = b1 * *m + c1 * g;
-                *v = b2 * *v + c2 * (g * g);
-                *w = alpha * *w - lr * ((*m * r1) / ((*v * r2).sqrt() + eps));
+                *m = lerp_f32(*m, g, c1);
+                *v = *v * b2 + (c2 * g) * g;
+                let d = v.sqrt() / bc2s + eps;
+                *w = *w * alpha + (neg_step * *m) / d;
             }
         };
         m.inplace_op1(&Open(

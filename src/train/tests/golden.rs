@@ -23,13 +23,21 @@ use crate::train::config::{self, Config};
 use crate::train::trainer::{train, Resume};
 
 fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden_train")
+    fixtures("golden_train")
 }
 
-/// (kind, step) → values, of one case of the golden printout.
-fn expected(case: &str) -> BTreeMap<(String, u64), Vec<f64>> {
-    let text = std::fs::read_to_string(fixture_dir().join("expected.txt")).unwrap();
+fn fixtures(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// (kind, step) → values, of one case of the golden printout `dir/expected.txt` (`#` lines are
+/// its header).
+fn expected_in(dir: &Path, case: &str) -> BTreeMap<(String, u64), Vec<f64>> {
+    let text = std::fs::read_to_string(dir.join("expected.txt")).unwrap();
     text.lines()
+        .filter(|l| !l.starts_with('#'))
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
         .filter(|f| f[0] == case)
         .map(|f| {
@@ -90,15 +98,18 @@ fn logged(dir: &Path) -> BTreeMap<(String, u64), Vec<f64>> {
         .collect()
 }
 
-/// Largest relative difference between the run's records and the golden ones; every golden
-/// record must be in the log and the log must hold no other.
-fn worst(case: &str, dir: &Path) -> f64 {
-    let (want, got) = (expected(case), logged(dir));
-    assert_eq!(
-        want.len(),
-        48 + 7,
-        "{case}: 48 train and 7 val lines in the printout"
-    );
+/// Largest relative difference between the run's records and the golden ones of
+/// `golden/expected.txt`; every golden record must be in the log and the log must hold no
+/// other. `lines` is the case's number of printout lines.
+fn worst_in(golden: &Path, case: &str, lines: usize, dir: &Path) -> f64 {
+    let (want, mut got) = (expected_in(golden, case), logged(dir));
+    // Track 3's printout has the mean train loss only (its script logs none).
+    for (k, v) in got.iter_mut() {
+        if let Some(w) = want.get(k) {
+            v.truncate(w.len());
+        }
+    }
+    assert_eq!(want.len(), lines, "{case}: lines in the printout");
     assert_eq!(
         want.keys().collect::<Vec<_>>(),
         got.keys().collect::<Vec<_>>(),
@@ -113,11 +124,20 @@ fn worst(case: &str, dir: &Path) -> f64 {
     worst
 }
 
+fn worst(case: &str, dir: &Path) -> f64 {
+    worst_in(&fixture_dir(), case, 48 + 7, dir)
+}
+
 /// Train `cfg` from the golden init into `dir`, stopping after `stop` steps when given.
 fn run(cfg: &Config, dir: &Path, resume: Resume, stop: Option<usize>) {
+    run_from(&fixture_dir(), cfg, dir, resume, stop)
+}
+
+/// [`run`] from `golden/init.safetensors`.
+fn run_from(golden: &Path, cfg: &Config, dir: &Path, resume: Resume, stop: Option<usize>) {
     let mut o = opts(dir, resume, stop);
     if o.resume == Resume::No {
-        o.init_from = Some(fixture_dir().join("init.safetensors"));
+        o.init_from = Some(golden.join("init.safetensors"));
     }
     train(cfg, &o).unwrap();
 }
@@ -195,5 +215,83 @@ fn golden_nm1_straight_and_resumed() {
         run(&cfg, &dir, Resume::No, Some(stop));
         run(&cfg, &dir, Resume::Latest, None);
         assert_eq!(bits(&dir), bits(&straight), "resumed at step {stop}");
+    }
+}
+
+/// Track 3's tiny golden case as a speedrun config: `track3-tiny` at the script's shapes,
+/// shards, batch layout, schedule and cadence, with `extra` on top (the method).
+fn track3_cfg(extra: &[&str]) -> Config {
+    let data = fixture_dir();
+    let mut sets: Vec<String> = [
+        "model.vocab_size=512",
+        "model.n_layer=2",
+        "model.n_head=2",
+        "model.n_embd=64",
+        "model.head_dim=32",
+        "model.seq_len=32",
+        "train.batch_tokens=128",
+        "train.micro_batch=2",
+        "train.val_every=4",
+        "train.val_every_late=2",
+        "train.val_tokens=256",
+        "train.val_micro_batch=2",
+        "train.checkpoint_every=0",
+        "train.diagnostics_every=0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    sets.push(format!(
+        "data.train=\"{}/golden_train_*.bin\"",
+        data.display()
+    ));
+    sets.push(format!("data.val=\"{}/golden_val_*.bin\"", data.display()));
+    sets.extend(extra.iter().map(|s| s.to_string()));
+    config::load("track3-tiny", &sets).unwrap()
+}
+
+// `.venv/bin/python scripts/golden_track3.py > tests/fixtures/golden_track3/expected.txt`
+// (scripts/track3_ref.py, written from Track 3's scripts and checked there to reproduce them on
+// the CPU to the last printed digit; torch 2.15.0 CPU, fp32) printed, among its 63 lines:
+//   muon36 val 0 6.238324642e+00      (ln 512: the head starts at zero)
+//   muon36 train 2 6.169682503e+00
+//   muon36 val 16 4.744065285e+00
+//   nm15 val 16 5.038603306e+00
+//   adam2 val 16 5.068438053e+00
+/// Track 3 (results #36, #15 and #2 as `track3-tiny`'s methods) against the golden printout over
+/// 16 steps, from its init: the Track-3 model, the summed loss, the aux AdamW groups, Muon's
+/// EMA momentum and 12-step cubic Newton–Schulz, per-family rates, Newton-Muon's shared q/k/v
+/// statistic refreshed every 2 steps, result #2's warmup on every group, the generator, the
+/// cooldown schedule and the late validation cadence. Measured worst relative differences:
+/// muon36 1.2e-7, nm15 8.9e-8 (1e-6 allowed); adam2 7.7e-6 (2e-5 allowed): Adam normalises
+/// each element, so the last-digit differences of a near-zero gradient entry become full-size
+/// steps, which Newton–Schulz would have averaged away. Every mistake the golden script's
+/// author measured moves the losses more (the smallest, Muon decaying with the unscheduled
+/// lr, 7.2e-5; result #2's warmup on the block group only, 2.7e-2).
+#[test]
+fn golden_track3_methods() {
+    let golden = fixtures("golden_track3");
+    let tmp = tempfile::tempdir().unwrap();
+    for (case, sets, tol) in [
+        ("muon36", vec!["optim.name=\"muon\""], 1e-6),
+        (
+            "nm15",
+            vec!["optim.name=\"newton-muon\"", "optim.newton_muon.refresh=2"],
+            1e-6,
+        ),
+        (
+            "adam2",
+            vec!["optim.name=\"adamw\"", "train.warmup_steps=4"],
+            2e-5,
+        ),
+    ] {
+        let mut sets = sets;
+        sets.push("train.steps=16");
+        let cfg = track3_cfg(&sets);
+        let dir = tmp.path().join(case);
+        run_from(&golden, &cfg, &dir, Resume::No, None);
+        let w = worst_in(&golden, case, 16 + 5, &dir);
+        println!("{case}: worst relative difference to PyTorch {w:.2e}");
+        assert!(w < tol, "{case}: {w:.2e}");
     }
 }
