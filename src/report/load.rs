@@ -3,6 +3,7 @@
 //! log), or a modded-nanogpt text log (`textlog`).
 use super::jsonl::{parse_log, ParsedLog};
 use super::textlog::load_text_log;
+use crate::train::log::Sample;
 use crate::train::run_dir::{read_summary, Meta, Summary};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
@@ -73,6 +74,8 @@ pub struct RunRecord {
     pub diverged_at: Option<u64>,
     pub source: Source,
     pub scalars: Scalars,
+    /// What the weights wrote at their step (`sample` records; none in a text log).
+    pub samples: Vec<Sample>,
 }
 
 impl RunRecord {
@@ -253,6 +256,7 @@ fn load_run_dir(dir: &Path) -> Result<RunRecord> {
         train,
         diverged_at: diverged,
         scalars,
+        samples,
     } = if log_path.exists() {
         parse_log(&log_path, &read_log(&log_path)?)?
     } else {
@@ -302,5 +306,6 @@ fn load_run_dir(dir: &Path) -> Result<RunRecord> {
         summary,
         source: Source::RunDir,
         scalars,
+        samples,
     })
 }

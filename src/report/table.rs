@@ -16,7 +16,7 @@ pub enum Format {
     Json,
 }
 
-fn md_escape(s: &str) -> String {
+pub(crate) fn md_escape(s: &str) -> String {
     s.replace('|', "\\|")
 }
 
@@ -29,7 +29,11 @@ fn csv_field(s: &str) -> String {
 }
 
 /// A markdown table; the cells are written as given (escaped by the caller).
-fn md_table(out: &mut String, head: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
+pub(crate) fn md_table(
+    out: &mut String,
+    head: &[&str],
+    rows: impl IntoIterator<Item = Vec<String>>,
+) {
     writeln!(out, "| {} |", head.join(" | ")).unwrap();
     writeln!(out, "|{}", "---|".repeat(head.len())).unwrap();
     for cells in rows {
