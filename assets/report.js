@@ -1,6 +1,7 @@
 // The interactive part of `speedrun compare --html`: charts drawn with uPlot (embedded above this
 // script) from the JSON in #report-data, a legend whose entries toggle runs, the x-axis switch,
-// log-y, seeds as mean ± sd or one line each, a hover read-out and sortable tables.
+// log-y, seeds as mean ± sd or one line each, a hover read-out, each run's samples step by step
+// and sortable tables.
 // Everything is in this one file; nothing is fetched.
 (() => {
   "use strict";
@@ -171,6 +172,7 @@
     const { left, top } = u.cursor;
     if (left == null || left < 0) { t.style.display = "none"; return; }
     const x = u.posToVal(left, "x");
+    follow(x);
     const rows = [];
     main.forEach((m, i) => {
       if (!m || !u.series[i].show) return;
@@ -226,6 +228,67 @@
     el.append(n);
   }
 
+  // The samples of every shown run: one block per run, one row per sample (its step, the val loss
+  // logged at that step, the prompt in bold and the continuation).
+  function samples() {
+    const box = $("samples-box"), el = $("samples");
+    el.textContent = "";
+    const any = D.samples.some((s) => s.length > 0);
+    box.hidden = !any;
+    if (!any) return;
+    for (const e of entries()) {
+      if (hidden(e.key)) continue;
+      for (const ri of e.runs) {
+        const list = D.samples[ri];
+        if (!list.length) continue;
+        const r = D.runs[ri];
+        const block = document.createElement("div");
+        block.className = "run-samples";
+        block.dataset.run = ri;
+        const h = document.createElement("div");
+        h.className = "run-name";
+        h.innerHTML = '<span class="sw" style="background:' + r.color + '"></span>' + esc(r.label);
+        block.append(h);
+        for (const smp of list) {
+          const row = document.createElement("div");
+          row.className = "sample";
+          row.dataset.step = smp.s;
+          const vi = r.val.s.indexOf(smp.s);
+          const loss = vi >= 0 ? " · val " + fmtY(r.val.y[vi]) : "";
+          const head = document.createElement("span");
+          head.className = "at-step";
+          head.textContent = "step " + smp.s + loss;
+          const text = document.createElement("span");
+          text.className = "text";
+          const b = document.createElement("b");
+          b.textContent = smp.p;
+          text.append(b, document.createTextNode(smp.x));
+          row.append(head, text);
+          block.append(row);
+        }
+        el.append(block);
+      }
+    }
+  }
+
+  // Mark, in each run's block, the sample nearest the cursor's x (in the chart's units): moving
+  // along a curve walks through what the run wrote.
+  function follow(x) {
+    for (const block of document.querySelectorAll("#samples .run-samples")) {
+      const r = D.runs[+block.dataset.run];
+      let best = null, bestD = Infinity;
+      for (const row of block.querySelectorAll(".sample")) {
+        const i = r.val.s.indexOf(+row.dataset.step);
+        const rx = i >= 0 ? rawX(r.val, i) : (state.x === "step" ? +row.dataset.step : null);
+        if (rx == null) continue;
+        const d = Math.abs(rx / unit[0] - x);
+        if (d < bestD) { bestD = d; best = row; }
+      }
+      for (const row of block.querySelectorAll(".sample")) row.classList.toggle("at", row === best);
+      if (best) block.scrollTop = best.offsetTop - block.clientHeight / 3;
+    }
+  }
+
   function toggle(key, button) {
     const i = state.hidden.indexOf(key);
     if (i >= 0) state.hidden.splice(i, 1); else state.hidden.push(key);
@@ -234,6 +297,7 @@
       if (!u) continue;
       u.owner.forEach((k, si) => { if (k === key) u.setSeries(si, { show: !hidden(key) }); });
     }
+    samples();
     save();
   }
 
@@ -244,6 +308,7 @@
     charts.train = build("train", $("chart-train"));
     charts.scalar = state.scalar && D.scalars[state.scalar] ? build("scalar", $("chart-scalar")) : null;
     legend();
+    samples();
     save();
   }
 
@@ -311,5 +376,5 @@
   render();
   let w = window.innerWidth;
   window.addEventListener("resize", () => { if (Math.abs(window.innerWidth - w) > 20) { w = window.innerWidth; render(); } });
-  window.speedrunReport = { charts, state, entries, render };
+  window.speedrunReport = { charts, state, entries, render, follow };
 })();

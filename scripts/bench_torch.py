@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_optim_torch import ns5  # noqa: E402
-from gpt_ref import GPT, GPTConfig  # noqa: E402
+from gpt_ref import GPT, add_shape_args, config_of  # noqa: E402
 
 
 class Muon(torch.optim.Optimizer):
@@ -49,11 +49,7 @@ class Muon(torch.optim.Optimizer):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n-layer", type=int, default=12)
-    p.add_argument("--n-head", type=int, default=12)
-    p.add_argument("--n-embd", type=int, default=768)
-    p.add_argument("--seq-len", type=int, default=1024)
-    p.add_argument("--vocab", type=int, default=50257)
+    add_shape_args(p)
     p.add_argument("--batch", type=int, default=8, help="sequences per micro-batch")
     p.add_argument("--accum", type=int, default=1, help="micro-batches per step")
     p.add_argument("--steps", type=int, default=5)
@@ -69,7 +65,7 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     dev = torch.device(a.device)
-    cfg = GPTConfig(vocab_size=a.vocab, n_layer=a.n_layer, n_head=a.n_head, n_embd=a.n_embd, seq_len=a.seq_len)
+    cfg = config_of(a)
     model = GPT(cfg).to(dev)
     fwd = torch.compile(model) if a.compile else model
     bf16 = a.precision == "bf16"

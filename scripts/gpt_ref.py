@@ -26,6 +26,20 @@ class GPTConfig:
     rope_base: float = 10000.0
 
 
+def add_shape_args(parser):
+    """The model-shape flags the peer scripts share (record 4's by default)."""
+    parser.add_argument("--n-layer", type=int, default=12)
+    parser.add_argument("--n-head", type=int, default=12)
+    parser.add_argument("--n-embd", type=int, default=768)
+    parser.add_argument("--seq-len", type=int, default=1024)
+    parser.add_argument("--vocab", type=int, default=50257)
+
+
+def config_of(args):
+    """The GPTConfig of the flags of add_shape_args."""
+    return GPTConfig(vocab_size=args.vocab, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, seq_len=args.seq_len)
+
+
 def rms_norm(x):
     # Weightless RMSNorm in fp32, eps 1e-6 (docs/model.md, "Normalisation").
     xf = x.float()

@@ -435,3 +435,44 @@ fn small_tools_fail_loudly_on_unusable_input() {
     assert!(o.stdout.is_empty(), "the table was printed first");
     assert!(stderr(&o).contains("x.gif"), "{}", stderr(&o));
 }
+
+#[test]
+fn ctrl_c_stops_sampling_cleanly() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().to_str().unwrap();
+    let o = run(&train_args(runs, "s", &tiny(2)));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = tmp.path().join("s");
+    let args = [
+        "sample",
+        dir.to_str().unwrap(),
+        "--prompt",
+        "ROMEO:",
+        "--tokens",
+        "100000000",
+    ];
+    let mut child = spawn(&args);
+    // Tokens stream as they are made: wait for some past the prompt, then interrupt.
+    let mut first = Vec::new();
+    let mut buf = [0u8; 64];
+    while first.len() <= "ROMEO:".len() {
+        let n = child.stdout.as_mut().unwrap().read(&mut buf).unwrap();
+        assert!(n > 0, "the output ended before the interrupt");
+        first.extend_from_slice(&buf[..n]);
+    }
+    kill(&child, "-INT");
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("interrupted (SIGINT): sample 1 of 1 stopped after ")
+            && lines[0].contains(" token"),
+        "{err}"
+    );
+    // What was written before the interrupt ends with a newline.
+    let text = [&first[..], &out.stdout[..]].concat();
+    assert!(text.starts_with(b"ROMEO:") && text.ends_with(b"\n"));
+}

@@ -1,4 +1,4 @@
-//! `speedrun bench model|optim|diag`: timings, with the PyTorch peer run in the same invocation.
+//! `speedrun bench model|optim|diag|sample`: timings, with the PyTorch peer run in the same invocation.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,6 +27,8 @@ pub enum BenchWhat {
     Optim(OptimBench),
     /// One optimizer-diagnostics pass per method on the 124M weight shapes (docs/diagnostics.md).
     Diag(DiagBenchArgs),
+    /// Greedy generation with and without the KV cache: time to the first token and tokens/s.
+    Sample(super::bench_sample::SampleBench),
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +108,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         BenchWhat::Model(m) => bench_model(m),
         BenchWhat::Optim(o) => bench_optim(o),
         BenchWhat::Diag(d) => bench_diag(d),
+        BenchWhat::Sample(s) => super::bench_sample::bench_sample(s),
     }
 }
 
@@ -220,8 +223,8 @@ fn gib(bytes: Option<u64>) -> String {
     })
 }
 
-/// scripts/bench_torch.py and the modules it imports.
-const PEER_SCRIPTS: [(&str, &str); 3] = [
+/// The peer scripts and the modules they import.
+const PEER_SCRIPTS: [(&str, &str); 5] = [
     (
         "bench_torch.py",
         include_str!("../../scripts/bench_torch.py"),
@@ -231,6 +234,11 @@ const PEER_SCRIPTS: [(&str, &str); 3] = [
         include_str!("../../scripts/bench_optim_torch.py"),
     ),
     ("gpt_ref.py", include_str!("../../scripts/gpt_ref.py")),
+    (
+        "bench_sample_torch.py",
+        include_str!("../../scripts/bench_sample_torch.py"),
+    ),
+    ("gpt_decode.py", include_str!("../../scripts/gpt_decode.py")),
 ];
 
 /// Run scripts/bench_torch.py on the same shapes, threads, precision and optimizer; returns the
@@ -266,7 +274,11 @@ fn run_peer(a: &ModelBench, cfg: &Config, exec: &Exec) -> Result<serde_json::Val
 
 /// Run one of the built-in peer scripts with `python` and parse the JSON object it prints last.
 /// The scripts are written to a temporary directory, so `--peer` works from any directory.
-fn run_peer_script(python: &Path, script: &str, args: &[String]) -> Result<serde_json::Value> {
+pub(super) fn run_peer_script(
+    python: &Path,
+    script: &str,
+    args: &[String],
+) -> Result<serde_json::Value> {
     let scripts = tempfile::tempdir()?;
     for (name, text) in PEER_SCRIPTS {
         std::fs::write(scripts.path().join(name), text)?;

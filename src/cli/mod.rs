@@ -2,11 +2,14 @@
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+mod bench_sample;
 pub mod compare;
 pub mod data;
+pub mod eval;
 pub mod export;
 pub mod init;
 pub mod race;
+pub mod sample;
 pub mod train;
 
 #[derive(Debug, Parser)]
@@ -34,6 +37,11 @@ pub enum Command {
     /// Race optimizers from shared initial weights: tune each one's lr (or any key) on the same
     /// budget, run seeds at the best points, then report with a verdict per pair.
     Race(race::RaceArgs),
+    /// Write text with a trained model (a run, a checkpoint or a weights file), streamed, with
+    /// a KV cache.
+    Sample(sample::SampleArgs),
+    /// Loss and perplexity of checkpoints on token shards (a run's own val shards by default).
+    Eval(eval::EvalArgs),
     /// Compare runs: table, plots, an interactive HTML page, statistics over seeds (works on
     /// running jobs too, and on modded-nanogpt's own logs).
     Compare(compare::CompareArgs),
@@ -48,8 +56,14 @@ pub fn main() -> i32 {
     let world = crate::train::dist::init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        // A bad value (an unknown --optim, say) is bad input like any other: one line, exit 1.
-        Err(e) if e.kind() == clap::error::ErrorKind::InvalidValue => {
+        // A bad value (an unknown --optim, a --top-p outside (0, 1], say) is bad input like any
+        // other: one line, exit 1.
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::InvalidValue | clap::error::ErrorKind::ValueValidation
+            ) =>
+        {
             let text = e.render().to_string();
             let msg: Vec<&str> = text
                 .lines()
@@ -72,6 +86,8 @@ pub fn main() -> i32 {
         Command::Train(a) => train::run_train(a),
         Command::Init(a) => init::run_init(a),
         Command::Race(a) => race::run(a),
+        Command::Sample(a) => sample::run(a),
+        Command::Eval(a) => eval::run(a),
         Command::Compare(a) => compare::run(a),
         Command::Export(a) => export::run(a),
         Command::Bench(a) => bench::run(a),

@@ -15,6 +15,7 @@ use super::layers::{
 use super::params::{BlockNames, Lin};
 use super::rows::Rope;
 use super::{Gpt, LayerInputSink};
+use candle_nn::kv_cache::KvCache;
 
 /// Per-sequence-length constants: rotary cos/sin (T, head_dim/2) and the additive causal mask (T, T),
 /// all fp32 on the model's device. Built once per T and cached in the model.
@@ -25,6 +26,31 @@ pub(crate) struct Tables {
     mask: Tensor,
     /// The same cos/sin on the host, for the fused CPU blocks.
     rope: Option<Arc<Rope>>,
+}
+
+/// Where the tokens of a forward sit: the rotary tables of their positions (T, hd/2) and the
+/// additive mask (T, keys) of their queries over the keys attention sees (a training forward's
+/// own T, or the KV cache's positions and theirs).
+#[derive(Clone, Copy)]
+pub(crate) struct At<'a> {
+    pub cos: &'a Tensor,
+    pub sin: &'a Tensor,
+    pub mask: &'a Tensor,
+}
+
+impl Tables {
+    fn at(&self) -> At<'_> {
+        At {
+            cos: &self.cos,
+            sin: &self.sin,
+            mask: &self.mask,
+        }
+    }
+
+    /// The tables of every position 0..T: the decoder narrows them to the positions it feeds.
+    pub(crate) fn cos_sin(&self) -> (&Tensor, &Tensor) {
+        (&self.cos, &self.sin)
+    }
 }
 
 /// Hand `x` (any shape (.., in)) to the sink flattened to (N, in), detached, fp32. Does nothing
@@ -40,7 +66,7 @@ fn record(sink: &mut Option<&mut dyn LayerInputSink>, name: &str, x: &Tensor) ->
 }
 
 impl Gpt {
-    fn tables(&self, t: usize) -> Result<Tables> {
+    pub(crate) fn tables(&self, t: usize) -> Result<Tables> {
         let mut cache = self
             .tables
             .lock()
@@ -159,13 +185,8 @@ impl Gpt {
         detached: bool,
     ) -> Result<Tensor> {
         let h = self.hidden(idx, compute, sink, detached)?;
-        let head = self.head(detached)?;
         // Logits come back in fp32 (docs/model.md, "Head").
-        let z = linear_b(&h, &head.w, head.b.as_ref(), compute)?.to_dtype(DType::F32)?;
-        if head.softcap > 0.0 {
-            return softcap(&z, head.softcap);
-        }
-        Ok(z)
+        self.head_logits(&h, compute, detached)
     }
 
     /// The final normed hidden states (B, T, d), fp32 (or the compute dtype where the residual
@@ -177,23 +198,13 @@ impl Gpt {
         mut sink: Option<&mut dyn LayerInputSink>,
         detached: bool,
     ) -> Result<Tensor> {
-        let (b, t) = self.check_input(idx, compute)?;
+        let (_, t) = self.check_input(idx, compute)?;
         let tab = self.tables(t)?;
         let c = &self.cfg;
         // Record 4 keeps the stream fp32 (as under autocast, where the embedding output is not
         // cast); Track 3 keeps its embedding, hence every activation, in the compute dtype.
-        let stream = match c.residual {
-            Residual::Fp32 => DType::F32,
-            Residual::Compute => compute,
-        };
-        let wte = self.weight(&self.names.embed, detached)?;
-        let mut x = wte
-            .embedding(&idx.flatten_all()?)?
-            .reshape((b, t, c.n_embd))?
-            .to_dtype(stream)?;
-        if c.embed_norm {
-            x = self.norm(&x, self.names.embed_norm.as_deref(), stream, detached)?;
-        }
+        let stream = self.stream_dtype(compute);
+        let mut x = self.embed(idx, stream, detached)?;
         // The fused CPU sub-blocks (blocks.rs) where they apply; they do not hand layer inputs
         // to a sink, so Newton-Muon's statistics steps take the primitive path.
         let fused = match (&tab.rope, &sink) {
@@ -205,26 +216,77 @@ impl Gpt {
                 x = self.fused_block(&x, names, rope, detached)?;
                 continue;
             }
-            x = self.block(&x, names, &tab, (compute, stream), &mut sink, detached)?;
+            let dtypes = (compute, stream);
+            x = self.block(&x, names, tab.at(), dtypes, &mut sink, detached, None)?;
         }
         self.norm(&x, self.names.final_norm.as_deref(), stream, detached)
     }
 
+    /// The residual stream's dtype: fp32 (record 4, as under autocast, where the embedding's
+    /// output is not cast), or the compute dtype (Track 3 keeps its embedding in it).
+    pub(crate) fn stream_dtype(&self, compute: DType) -> DType {
+        match self.cfg.residual {
+            Residual::Fp32 => DType::F32,
+            Residual::Compute => compute,
+        }
+    }
+
+    /// The token embeddings of `idx` (B, T) as the residual stream (B, T, d) in `stream`, normed
+    /// when the model has an embedding norm.
+    pub(crate) fn embed(&self, idx: &Tensor, stream: DType, detached: bool) -> Result<Tensor> {
+        let (b, t) = idx.dims2()?;
+        let wte = self.weight(&self.names.embed, detached)?;
+        let x = wte
+            .embedding(&idx.flatten_all()?)?
+            .reshape((b, t, self.cfg.n_embd))?
+            .to_dtype(stream)?;
+        if self.cfg.embed_norm {
+            return self.norm(&x, self.names.embed_norm.as_deref(), stream, detached);
+        }
+        Ok(x)
+    }
+
+    /// The final norm and the head on hidden states `x` (.., d): logits in fp32, after the
+    /// softcap when the model has one.
+    pub(crate) fn logits_of(&self, x: &Tensor, compute: DType, detached: bool) -> Result<Tensor> {
+        let stream = self.stream_dtype(compute);
+        let h = self.norm(x, self.names.final_norm.as_deref(), stream, detached)?;
+        self.head_logits(&h, compute, detached)
+    }
+
+    /// The head on hidden states `h` already through the final norm, on detached weights.
+    pub(crate) fn head_of_normed(&self, h: &Tensor, compute: DType) -> Result<Tensor> {
+        self.head_logits(h, compute, true)
+    }
+
+    /// The head on normed hidden states `h`: logits in fp32, softcapped when the model is.
+    fn head_logits(&self, h: &Tensor, compute: DType, detached: bool) -> Result<Tensor> {
+        let head = self.head(detached)?;
+        let z = linear_b(h, &head.w, head.b.as_ref(), compute)?.to_dtype(DType::F32)?;
+        if head.softcap > 0.0 {
+            return softcap(&z, head.softcap);
+        }
+        Ok(z)
+    }
+
     /// One block on the primitive path (docs/model.md, "One block"), handing its Linears'
-    /// inputs to `sink`.
-    fn block(
+    /// inputs to `sink`; with a KV `cache`, its keys and values are appended there and the
+    /// queries attend to every cached position (generation, `decoder.rs`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn block(
         &self,
         x: &Tensor,
         names: &BlockNames,
-        tab: &Tables,
+        at: At,
         (compute, stream): (DType, DType),
         sink: &mut Option<&mut dyn LayerInputSink>,
         detached: bool,
+        cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let c = &self.cfg;
         let xn = self.norm(x, names.norm1.as_deref(), stream, detached)?;
         record(sink, names.attn_input(), &xn)?;
-        let y = self.attention(&xn, names, tab, compute, detached)?;
+        let y = self.attention(&xn, names, at, (compute, detached), cache)?;
         record(sink, &names.attn_proj.w, &y)?;
         let a = self
             .apply(&y, &names.attn_proj, compute, detached)?
@@ -254,9 +316,9 @@ impl Gpt {
         &self,
         xn: &Tensor,
         names: &BlockNames,
-        tab: &Tables,
-        compute: DType,
-        detached: bool,
+        at: At,
+        (compute, detached): (DType, bool),
+        cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let (b, t, d) = xn.dims3()?;
         let (nh, hd) = (self.cfg.n_head, self.cfg.head_dim());
@@ -284,14 +346,21 @@ impl Gpt {
         }
         // The softmax scale is folded into q while it is still fp32: the same product as scaling
         // the (T×T) scores, at head_dim/T of the cost.
-        let q = apply_rotary(&q, &tab.cos, &tab.sin)?.affine(self.cfg.softmax_scale(), 0.0)?;
+        let q = apply_rotary(&q, at.cos, at.sin)?.affine(self.cfg.softmax_scale(), 0.0)?;
         let q = q.to_dtype(compute)?.contiguous()?;
-        let k = apply_rotary(&k, &tab.cos, &tab.sin)?
+        let k = apply_rotary(&k, at.cos, at.sin)?
             .to_dtype(compute)?
             .contiguous()?;
         let v = heads(&qkv[2])?.contiguous()?;
-        // Fused and tiled for fp32 on the CPU, primitives elsewhere (attention.rs).
-        let y = attention::causal_attention(&q, &k, &v, &tab.mask)?; // (B, H, T, hd)
+        let y = match cache {
+            // New queries over the cached keys and their own (a rectangular mask).
+            Some(cache) => {
+                let (k, v) = cache.append(&k, &v)?;
+                attention::composite(&q, &k, &v, at.mask)?
+            }
+            // Fused and tiled for fp32 on the CPU, primitives elsewhere (attention.rs).
+            None => attention::causal_attention(&q, &k, &v, at.mask)?,
+        }; // (B, H, T, hd)
         Ok(y.transpose(1, 2)?.contiguous()?.reshape((b, t, d))?)
     }
 

@@ -3,7 +3,8 @@
 //!
 //! [`Gpt::loss`] builds an autograd graph; [`Gpt::eval_loss`] runs on detached weights and does
 //! not. [`LayerInputSink`] is the hook through which an optimizer (Newton-Muon) sees the input of
-//! every hidden Linear.
+//! every hidden Linear. [`Gpt::decoder`] (a KV cache) and [`generate::generate`] write text;
+//! [`sampling`] picks the tokens.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -16,13 +17,16 @@ use serde::{Deserialize, Serialize};
 pub mod arch;
 mod attention;
 mod blocks;
+pub mod decoder;
 mod forward;
+pub mod generate;
 mod head;
 mod head_cpu;
 mod io;
 pub mod layers;
 pub mod params;
 mod rows;
+pub mod sampling;
 #[cfg(test)]
 mod tests;
 mod xent;

@@ -61,11 +61,8 @@ impl NewtonMuon {
                 .with_context(|| format!("Newton-Muon needs 2-D matrices, `{name}` is not"))?;
             let key = stat_key(name, &params);
             keys.insert(name.clone(), key.clone());
-            if !stats.contains_key(&key) {
-                stats.insert(
-                    key,
-                    fresh_blocks(name, cols, block, cfg.init, var.device())?,
-                );
+            if let std::collections::btree_map::Entry::Vacant(e) = stats.entry(key) {
+                e.insert(fresh_blocks(name, cols, block, cfg.init, var.device())?);
             }
         }
         let mcfg = MuonConfig {
@@ -233,7 +230,7 @@ fn fresh_blocks(
     device: &candle_core::Device,
 ) -> Result<Vec<Stat>> {
     let nb = if cols > block {
-        if cols % block != 0 {
+        if !cols.is_multiple_of(block) {
             bail!(
                 "Newton-Muon: `{name}` has {cols} input columns, not a multiple of block {block}"
             );

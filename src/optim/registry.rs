@@ -85,7 +85,7 @@ impl FromStr for Method {
 }
 
 /// What a parameter is to the optimizers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Role {
     Embedding,
     /// An untied head's weight.

@@ -5,6 +5,7 @@
 use super::cells::{group_cells, pair_cells, run_cells, GROUP_HEADER, PAIR_HEADER, RUN_HEADER};
 use super::comparison::Comparison;
 use super::series::{Curve, Entry, XAxis};
+use crate::train::log::Sample;
 use anyhow::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -123,8 +124,26 @@ struct ScalarJson {
     y: Vec<f64>,
 }
 
+/// A `sample` record as the page shows it: step, prompt, continuation.
 #[derive(Serialize)]
-struct PageData {
+struct SampleJson<'a> {
+    s: usize,
+    p: &'a str,
+    x: &'a str,
+}
+
+impl<'a> From<&'a Sample> for SampleJson<'a> {
+    fn from(x: &'a Sample) -> Self {
+        SampleJson {
+            s: x.step,
+            p: &x.prompt,
+            x: &x.text,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PageData<'a> {
     target: Option<f64>,
     smooth: f64,
     /// Which train loss the train chart draws ([`super::series::TrainBasis::describe`]).
@@ -138,10 +157,12 @@ struct PageData {
     groups: Vec<EntryJson>,
     /// Per tag, per run: the other scalars of the logs (learning rates, diagnostics, times).
     scalars: BTreeMap<String, Vec<Option<ScalarJson>>>,
+    /// Per run: what its weights wrote at their step.
+    samples: Vec<Vec<SampleJson<'a>>>,
 }
 
 impl Comparison<'_> {
-    fn page_data(&self, opts: &HtmlOpts) -> PageData {
+    fn page_data(&self, opts: &HtmlOpts) -> PageData<'_> {
         let entries = self.entries(opts.smooth);
         let mut scalars: BTreeMap<String, Vec<Option<ScalarJson>>> = BTreeMap::new();
         for (i, run) in self.runs.iter().enumerate() {
@@ -169,6 +190,11 @@ impl Comparison<'_> {
             runs: entries.runs.iter().map(EntryJson::from).collect(),
             groups: entries.groups.iter().map(EntryJson::from).collect(),
             scalars,
+            samples: self
+                .runs
+                .iter()
+                .map(|r| r.samples.iter().map(SampleJson::from).collect())
+                .collect(),
         }
     }
 
@@ -244,6 +270,7 @@ const CONTROLS: &str = r#"<div class="controls">
 <noscript><p>The charts need JavaScript; the tables below do not.</p></noscript>
 <div class="main"><div class="charts">
 <div class="chart"><div class="chart-title">val loss</div><div id="chart-val"></div></div>
+<div class="chart" id="samples-box" hidden><div class="chart-title">what the weights wrote (greedy samples at validations; hover a chart to follow the steps)</div><div id="samples"></div></div>
 <div class="chart"><div class="chart-title" id="train-title">train loss</div><div id="chart-train"></div></div>
 <div class="chart"><div class="chart-title">other scalars: <select id="scalar"></select></div><div id="chart-scalar"></div></div>
 </div><div class="legend" id="legend"></div></div>

@@ -1,7 +1,7 @@
 //! Reading a run's `log.jsonl` (docs/run-format.md) with the trainer's own [`Record`] type, also
 //! while the trainer is appending to it.
 use super::load::{Scalars, TrainPoint, ValPoint};
-use crate::train::log::{Diag, LayerDiag, Record};
+use crate::train::log::{Diag, LayerDiag, Record, Sample};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::path::Path;
@@ -22,6 +22,8 @@ pub(crate) struct ParsedLog {
     pub diverged_at: Option<u64>,
     /// Every other scalar of the log, by tag (see [`Scalars`]).
     pub scalars: Scalars,
+    /// The `sample` records (the text the weights wrote at their step), in log order.
+    pub samples: Vec<Sample>,
 }
 
 impl ParsedLog {
@@ -166,6 +168,12 @@ pub(crate) fn parse_log(path: &Path, text: &str) -> Result<ParsedLog> {
                 let diag: Diag = serde_json::from_str(line)
                     .with_context(|| format!("{}: bad diag record", at()))?;
                 log.add_diag(diag);
+                continue;
+            }
+            Some("sample") => {
+                let sample: Sample = serde_json::from_str(line)
+                    .with_context(|| format!("{}: bad sample record", at()))?;
+                log.samples.push(sample);
                 continue;
             }
             Some(k @ ("train" | "val" | "target" | "diverged" | "optim" | "epoch")) => k,

@@ -3,6 +3,7 @@
 //! log), or a modded-nanogpt text log (`textlog`).
 use super::jsonl::{parse_log, ParsedLog};
 use super::textlog::load_text_log;
+use crate::train::log::Sample;
 use crate::train::run_dir::{read_summary, Meta, Summary};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
@@ -77,6 +78,8 @@ pub struct RunRecord {
     pub diverged_at: Option<u64>,
     pub source: Source,
     pub scalars: Scalars,
+    /// What the weights wrote at their step (`sample` records; none in a text log).
+    pub samples: Vec<Sample>,
 }
 
 impl RunRecord {
@@ -257,6 +260,7 @@ fn load_run_dir(dir: &Path) -> Result<RunRecord> {
         train,
         diverged_at: diverged,
         scalars,
+        samples,
     } = if log_path.exists() {
         parse_log(&log_path, &read_log(&log_path)?)?
     } else {
@@ -306,5 +310,6 @@ fn load_run_dir(dir: &Path) -> Result<RunRecord> {
         summary,
         source: Source::RunDir,
         scalars,
+        samples,
     })
 }

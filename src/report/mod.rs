@@ -39,6 +39,7 @@ pub use row::{common_target, run_rows, RunRow, UNTIMED_STEPS};
 pub use seeds::{GroupStats, PairTest};
 pub use series::{Entries, Entry, TrainBasis, XAxis};
 pub use table::Format;
+pub(crate) use table::{md_escape, md_table};
 pub use textlog::TEXT_LOG_OPTIM;
 
 use anyhow::Result;

@@ -16,7 +16,7 @@ pub enum Format {
     Json,
 }
 
-pub(super) fn md_escape(s: &str) -> String {
+pub(crate) fn md_escape(s: &str) -> String {
     s.replace('|', "\\|")
 }
 
@@ -29,7 +29,7 @@ fn csv_field(s: &str) -> String {
 }
 
 /// A markdown table; the cells are written as given (escaped by the caller).
-pub(super) fn md_table(
+pub(crate) fn md_table(
     out: &mut String,
     head: &[&str],
     rows: impl IntoIterator<Item = Vec<String>>,

@@ -203,6 +203,7 @@ pub fn load_text_log(path: &Path, text: &str) -> Result<RunRecord> {
         diverged_at: None,
         source: Source::TextLog,
         scalars: Default::default(),
+        samples: Vec::new(),
     })
 }
 

@@ -84,7 +84,8 @@ pub fn bench_model(cfg: &Config, exec: &Exec, warmup: usize, steps: usize) -> Re
     })
 }
 
-fn median(xs: &mut [f64]) -> f64 {
+/// The median (the upper one of an even count); `xs` is sorted in place.
+pub fn median(xs: &mut [f64]) -> f64 {
     xs.sort_by(|x, y| x.total_cmp(y));
     xs[xs.len() / 2]
 }

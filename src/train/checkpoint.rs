@@ -200,6 +200,18 @@ impl Loaded {
 
 /// Load a checkpoint directory (errors name the file and the problem).
 pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
+    let state = verify(dir)?;
+    let optim = read_safetensors(&dir.join("optim.safetensors"), device)?;
+    Ok(Loaded {
+        dir: dir.to_path_buf(),
+        state,
+        optim,
+    })
+}
+
+/// A checkpoint directory's `state.json`, after checking its format version and the checksum of
+/// every tensor file it lists: what makes a checkpoint intact.
+pub fn verify(dir: &Path) -> Result<TrainState> {
     let state_path = dir.join("state.json");
     let text = fs::read_to_string(&state_path).with_context(|| {
         format!(
@@ -227,12 +239,29 @@ pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
             );
         }
     }
-    let optim = read_safetensors(&dir.join("optim.safetensors"), device)?;
-    Ok(Loaded {
-        dir: dir.to_path_buf(),
-        state,
-        optim,
-    })
+    Ok(state)
+}
+
+/// The newest checkpoint of `run_dir` that `open` accepts, with what it returned; `None` when the
+/// run has no complete checkpoint. A checkpoint `open` rejects (a damaged file) is passed over
+/// with a warning for the one before it; when every one is rejected, the oldest one's error is
+/// returned. This is how `--resume` picks its checkpoint, and what `sample` and `eval` read.
+pub fn newest_intact<T>(
+    run_dir: &Path,
+    mut open: impl FnMut(&Path) -> Result<T>,
+) -> Result<Option<(PathBuf, T)>> {
+    let mut all = list(&checkpoints_dir(run_dir))?;
+    while let Some((_, dir)) = all.pop() {
+        match open(&dir) {
+            Ok(t) => return Ok(Some((dir, t))),
+            Err(e) if !all.is_empty() => {
+                let e = crate::one_line(&format!("{e:#}"));
+                eprintln!("warning: {e}; using the checkpoint before it");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 /// SHA-256 of a file as lowercase hex, read in blocks.

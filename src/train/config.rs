@@ -142,6 +142,15 @@ pub struct TrainConfig {
         skip_serializing_if = "is_zero"
     )]
     pub diagnostics_every: usize,
+    /// Write a greedy sample of `sample_tokens` tokens after `sample_prompt` at every this many
+    /// validations, and at the last (src/train/samples.rs); 0: none. Like the diagnostics, the
+    /// three are left out of the saved config when off and out of the resume hash.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sample_every: usize,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sample_prompt: String,
+    #[serde(default = "default_sample_tokens", skip_serializing_if = "is_zero")]
+    pub sample_tokens: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -204,6 +213,9 @@ fn default_keep() -> usize {
 }
 fn default_log_every() -> usize {
     10
+}
+fn default_sample_tokens() -> usize {
+    32
 }
 
 impl TrainConfig {
@@ -397,8 +409,10 @@ impl Config {
         c.train.checkpoint_every = 0;
         c.train.keep_checkpoints = 0;
         c.train.log_every = 0;
-        // Diagnostics read the run; they change nothing in it.
+        // Diagnostics and samples read the run; they change nothing in it.
         c.train.diagnostics_every = 0;
+        (c.train.sample_every, c.train.sample_tokens) = (0, 0);
+        c.train.sample_prompt.clear();
         c
     }
 

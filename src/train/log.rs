@@ -1,6 +1,6 @@
 //! Run logging: the modded-nanogpt console line, an indicatif progress bar and a JSONL log with one
-//! record per step and per validation, and a `diag` record per diagnostics step (format in
-//! docs/run-format.md).
+//! record per step and per validation, a `diag` record per diagnostics step and a `sample` record
+//! per sample (format in docs/run-format.md).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -103,6 +103,20 @@ pub struct Diag {
     pub step: usize,
     /// By PyTorch weight name; a packed `c_attn` as `NAME.q`, `NAME.k`, `NAME.v`.
     pub layers: BTreeMap<String, LayerDiag>,
+}
+
+/// A `sample` line of `log.jsonl`: the greedy continuation of the run's fixed prompt by the
+/// weights after `step` steps (`train.sample_every`, src/train/samples.rs). Its own type, as
+/// [`Diag`] is, so that readers that match every [`Record`] kind skip it by its `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename = "sample")]
+pub struct Sample {
+    pub step: usize,
+    pub prompt: String,
+    /// The continuation alone, decoded.
+    pub text: String,
+    /// Its token ids.
+    pub tokens: Vec<u32>,
 }
 
 /// One matrix of a [`Diag`] record (docs/diagnostics.md defines every field). The optional

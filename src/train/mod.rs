@@ -1,9 +1,10 @@
 //! The trainer: presets and overrides ([`config`], data paths in [`data_root`]), the record-4 LR
 //! schedule ([`schedule`]), the [`Trainer`] ([`trainer`]: open, run, step, validate; what it
-//! writes in `outputs`; how it starts in `start`), the optimizer diagnostics ([`diagnostics`]), one [`progress::Progress`] behind the
-//! checkpoint state and the summary, logs ([`log`]), atomic safetensors checkpoints
-//! ([`checkpoint`]), early endings ([`outcome`], [`signals`]), races ([`race`]) and the step bench
-//! ([`bench`]).
+//! writes in `outputs`; how it starts in `start`), the optimizer diagnostics ([`diagnostics`]),
+//! samples while training ([`samples`]), one [`progress::Progress`] behind the checkpoint state
+//! and the summary, logs ([`log`]), atomic safetensors checkpoints ([`checkpoint`]) and the
+//! weights `sample` and `eval` read from them ([`weights`]), early endings ([`outcome`],
+//! [`signals`]), races ([`race`]) and the step bench ([`bench`]).
 
 pub mod bench;
 pub mod checkpoint;
@@ -18,11 +19,13 @@ mod outputs;
 pub mod progress;
 pub mod race;
 pub mod run_dir;
+pub mod samples;
 pub mod schedule;
 pub mod signals;
 mod start;
 pub mod step;
 pub mod trainer;
+pub mod weights;
 
 pub use config::Config;
 pub use init::write_init_weights;

@@ -12,13 +12,18 @@ pub enum Stopped {
     Interrupted { signal: i32, step: usize },
     /// The train or val loss was not finite after `step` steps; the last good checkpoint is kept.
     Diverged { step: usize, loss: f64 },
+    /// A SIGINT or SIGTERM stopped a command that is not a run (`sample`) cleanly; `done` says
+    /// how far it got.
+    Halted { signal: i32, done: String },
 }
 
 impl Stopped {
     /// The process exit status for this ending.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Stopped::Interrupted { signal, .. } => super::signals::exit_code(*signal),
+            Stopped::Interrupted { signal, .. } | Stopped::Halted { signal, .. } => {
+                super::signals::exit_code(*signal)
+            }
             Stopped::Diverged { .. } => EXIT_DIVERGED,
         }
     }
@@ -36,6 +41,9 @@ impl fmt::Display for Stopped {
                 f,
                 "diverged at step {step} (loss {loss}); the last good checkpoint is kept (lower the lr?)"
             ),
+            Stopped::Halted { signal, done } => {
+                write!(f, "interrupted ({}): {done}", super::signals::name(*signal))
+            }
         }
     }
 }

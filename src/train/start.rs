@@ -55,7 +55,8 @@ pub struct Start {
 /// passed over with a warning for the one before it.
 pub fn resolve(cfg: &Config, opts: &RunOptions) -> Result<Start> {
     let run_dir = &opts.run_dir;
-    let (candidates, fallback) = match &opts.resume {
+    let exec = &opts.exec;
+    let checkpoint = match &opts.resume {
         Resume::No => {
             if run_dir.join("log.jsonl").exists() {
                 bail!(
@@ -63,40 +64,27 @@ pub fn resolve(cfg: &Config, opts: &RunOptions) -> Result<Start> {
                     run_dir.display()
                 );
             }
-            (Vec::new(), false)
+            None
         }
         Resume::Latest => {
-            let all = checkpoint::list(&checkpoint::checkpoints_dir(run_dir))?;
-            (all.into_iter().rev().map(|(_, p)| p).collect(), true)
+            checkpoint::newest_intact(run_dir, |dir| checkpoint::load(dir, &exec.device))?
         }
-        Resume::Path(p) => (vec![p.clone()], false),
+        Resume::Path(p) => Some((p.clone(), checkpoint::load(p, &exec.device)?)),
     };
-    let exec = &opts.exec;
-    if candidates.is_empty() {
-        let model = match &opts.init_from {
-            Some(p) => Gpt::from_safetensors(&cfg.model, p, &exec.device)?,
-            None => Gpt::new(&cfg.model, &exec.device, cfg.seed)?,
-        };
-        let opt = optim::build(&cfg.optim, model.vars(), exec.ns_dtype)?;
-        return Ok(Start {
-            model,
-            opt,
-            state: None,
-            from: None,
-        });
+    if let Some((dir, loaded)) = checkpoint {
+        return from_checkpoint(cfg, opts, dir, loaded);
     }
-    let mut candidates = candidates.into_iter().peekable();
-    while let Some(dir) = candidates.next() {
-        match checkpoint::load(&dir, &exec.device) {
-            Ok(loaded) => return from_checkpoint(cfg, opts, dir, loaded),
-            Err(e) if fallback && candidates.peek().is_some() => {
-                let e = crate::one_line(&format!("{e:#}"));
-                eprintln!("warning: {e}; using the checkpoint before it");
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    bail!("{}: no checkpoint to resume from", run_dir.display())
+    let model = match &opts.init_from {
+        Some(p) => Gpt::from_safetensors(&cfg.model, p, &exec.device)?,
+        None => Gpt::new(&cfg.model, &exec.device, cfg.seed)?,
+    };
+    let opt = optim::build(&cfg.optim, model.vars(), exec.ns_dtype)?;
+    Ok(Start {
+        model,
+        opt,
+        state: None,
+        from: None,
+    })
 }
 
 fn from_checkpoint(
@@ -179,12 +167,13 @@ fn config_mismatch(cfg: &Config, ckpt: &std::path::Path) -> String {
     )
 }
 
-/// Check everything a run needs before anything is written: the config, its batch geometry and
-/// its data.
+/// Check everything a run needs before anything is written: the config, its batch geometry, its
+/// data and its sample prompt.
 pub fn preflight(cfg: &Config) -> Result<()> {
     cfg.validate()?;
     dist::my_ranks(cfg.train.ranks)?;
     open_loaders(cfg, &Geometry::of(cfg)?)?;
+    super::samples::RunSamples::new(cfg)?;
     Ok(())
 }
 
@@ -194,31 +183,48 @@ pub(super) fn open_loaders(cfg: &Config, geo: &Geometry) -> Result<(Loader, Load
     let train = match cfg.train.loader {
         LoaderKind::Record4 => {
             let calls = geo.rank_batch / geo.device_batch;
-            open_loader(cfg, "train", geo.device_batch, cfg.train.ranks)?
+            let (pattern, ranks) = (&cfg.data.train, cfg.train.ranks);
+            open_loader(cfg, "train", pattern, geo.device_batch, ranks)?
                 .with_calls(calls)?
                 .repeat_first_batch(cfg.train.repeat_first_batch)
         }
         LoaderKind::Track3 => {
             let ranks = cfg.train.ranks;
-            open_loader(cfg, "train", geo.rank_batch * ranks, 1)?
+            open_loader(cfg, "train", &cfg.data.train, geo.rank_batch * ranks, 1)?
                 .track3_generator(ranks)
                 .with_context(|| format!("train data {}", cfg.data.train))?
         }
     };
-    let val = open_loader(cfg, "val", cfg.train.val_batch(), 1)?;
-    let val_steps = val
-        .steps_for_tokens(cfg.train.val_tokens)
-        .with_context(|| format!("train.val_tokens = {}", cfg.train.val_tokens))?;
+    let (val, val_steps) =
+        val_loader(cfg, &cfg.data.val, cfg.train.val_tokens, "train.val_tokens")?;
     Ok((train, val, val_steps))
 }
 
-/// The loader of the `train` or `val` shards of `cfg`, `batch` sequences per rank.
-fn open_loader(cfg: &Config, which: &str, batch: usize, ranks: usize) -> Result<Loader> {
-    let pattern = if which == "train" {
-        &cfg.data.train
-    } else {
-        &cfg.data.val
-    };
+/// A loader over the shards of `pattern` cut as validation cuts its val shards (one rank,
+/// `train.val_micro_batch` sequences of `model.seq_len`), and the micro-batches that read
+/// `tokens` of them (`what` names that budget in errors). `speedrun eval` scores with it.
+pub fn val_loader(
+    cfg: &Config,
+    pattern: &str,
+    tokens: usize,
+    what: &str,
+) -> Result<(Loader, usize)> {
+    let val = open_loader(cfg, "val", pattern, cfg.train.val_batch(), 1)?;
+    let steps = val
+        .steps_for_tokens(tokens)
+        .with_context(|| format!("{what} = {tokens}"))?;
+    Ok((val, steps))
+}
+
+/// The loader of the `which` (train or val) shards `pattern` of `cfg`, `batch` sequences per
+/// rank.
+fn open_loader(
+    cfg: &Config,
+    which: &str,
+    pattern: &str,
+    batch: usize,
+    ranks: usize,
+) -> Result<Loader> {
     let root = data_root::data_root(cfg.data_root.as_deref());
     let path = data_root::resolve(pattern, &root)?;
     let (t, vocab) = (cfg.model.seq_len, cfg.model.vocab_size);

@@ -15,10 +15,11 @@ use super::log::{self, Console, JsonlLog, Record};
 use super::outcome::Stopped;
 use super::progress::Progress;
 use super::run_dir::{self, RunLock, Summary};
+use super::samples::RunSamples;
 use super::schedule;
 use super::signals;
 use super::start::{self, Start};
-pub use super::start::{preflight, Resume, RunOptions};
+pub use super::start::{preflight, val_loader, Resume, RunOptions};
 use super::step::{accumulate_micro_batch, all_reduce_grads, validate, Geometry, GradSum};
 use crate::data::Loader;
 use crate::model::{Gpt, LayerInputSink};
@@ -69,6 +70,8 @@ pub struct Trainer {
     pub(super) _lock: Option<RunLock>,
     /// The emulated ranks this process trains (all of them without MPI).
     pub(super) my_ranks: std::ops::Range<usize>,
+    /// The samples of `train.sample_every` (None when off).
+    pub(super) samples: Option<RunSamples>,
 }
 
 /// Train `cfg` into `opts.run_dir`; returns the summary also written to `summary.json`.
@@ -91,6 +94,7 @@ impl Trainer {
             from,
         } = start::resolve(cfg, &opts)?;
         let (train_loader, val_loader, val_steps) = start::open_loaders(cfg, &geo)?;
+        let samples = RunSamples::new(cfg)?;
         let (log, lock) = start::prepare_run_dir(cfg, &opts, state.as_ref())?;
         let mut trainer = Trainer {
             cfg: cfg.clone(),
@@ -111,6 +115,7 @@ impl Trainer {
             console: Console::new(cfg.train.steps, 0, false),
             _lock: lock,
             my_ranks,
+            samples,
             opts,
         };
         if let Some(st) = state {
@@ -161,6 +166,7 @@ impl Trainer {
                         // The weights after `step` are already bad: no checkpoint of them.
                         return Err(self.diverge(vl)?.into());
                     }
+                    self.sample_after_validation(step)?;
                 }
                 if last || stop || signal.is_some() || self.checkpoint_due(step) {
                     self.checkpoint()?;

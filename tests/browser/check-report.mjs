@@ -6,7 +6,10 @@
 //   - a legend click hides a series in both charts and a second click restores the same pixels;
 //   - the x-axis switch puts tokens and train time (from the logs) on the axis, log-y switches
 //     the scale, drag zooms and double-click resets, hovering a point reads out its value;
-//   - the runs table sorts by a column when its header is clicked.
+//   - the runs table sorts by a column when its header is clicked;
+//   - each run's `sample` records are listed beside the charts (step, val loss, prompt and text,
+//     as text, not markup), a hidden run's samples go away with it, and hovering a chart marks
+//     each run's sample nearest the cursor's step.
 // `--mutants` then breaks the page in several ways (a run's data dropped, the legend toggle made
 // a no-op, the axis switch ignored) and requires that each broken page fails the checks.
 //
@@ -32,17 +35,27 @@ function args() {
   return a;
 }
 
-// The val records of a run directory's log.jsonl (a cut last line skipped, as a live log has).
-function valRecords(dir) {
+// The val and sample records of a run directory's log.jsonl (a cut last line skipped, as a live
+// log has).
+function runRecords(dir) {
   const lines = fs.readFileSync(path.join(dir, "log.jsonl"), "utf8").split("\n");
-  const out = [];
+  const val = [], samples = [];
   for (const l of lines) {
     let r;
     try { r = JSON.parse(l); } catch (e) { continue; }
-    if (r.kind === "val" && Number.isFinite(r.val_loss)) out.push(r);
+    if (r.kind === "val" && Number.isFinite(r.val_loss)) val.push(r);
+    if (r.kind === "sample") samples.push(r);
   }
-  return { name: path.basename(dir), val: out };
+  return { name: path.basename(dir), val, samples };
 }
+
+// The samples panel as the reader sees it: per run block, its rows' step line, text and mark.
+const samplePanel = (page) => page.$$eval("#samples .run-samples", (blocks) => blocks.map((b) => ({
+  name: b.querySelector(".run-name").textContent,
+  rows: Array.from(b.querySelectorAll(".sample")).map((r) => ({
+    head: r.querySelector(".at-step").textContent, text: r.querySelector(".text").textContent,
+    bold: r.querySelector(".text b").textContent, at: r.classList.contains("at") })),
+})));
 
 class Checks {
   constructor(quiet) { this.passed = 0; this.failed = []; this.quiet = quiet; }
@@ -103,6 +116,24 @@ async function check(browser, file, runs, c, screenshot) {
     c.ok(JSON.stringify(s.xs) === JSON.stringify(r.val.map((v) => v.step)), `${r.name}: x = the records' steps`);
   }
 
+  // Samples: every run's sample records, in order, as text; none for a run without them.
+  const panel = await samplePanel(page);
+  for (const r of runs) {
+    const block = panel.find((b) => b.name === r.name);
+    if (!r.samples.length) { c.ok(!block, `${r.name}: no samples, no block`); continue; }
+    c.ok(!!block && block.rows.length === r.samples.length, `${r.name}: ${r.samples.length} samples listed (got ${block ? block.rows.length : "no block"})`);
+    if (!block) continue;
+    r.samples.forEach((smp, i) => {
+      const row = block.rows[i] || { head: "", text: "", bold: "" };
+      const v = r.val.find((x) => x.step === smp.step);
+      const head = "step " + smp.step + (v ? " · val " + v.val_loss.toFixed(4) : "");
+      c.ok(row.head === head && row.text === smp.prompt + smp.text && row.bold === smp.prompt,
+        `${r.name}: sample ${i} reads "${head}" and its prompt + text (got "${row.head}", "${row.text.slice(0, 60)}")`);
+    });
+  }
+  const withSamples = runs.filter((r) => r.samples.length >= 2);
+  c.ok(withSamples.length > 0, "some run has samples to show");
+
   // Legend toggles: each run's series is drawn (hiding it changes pixels) and comes back.
   const before = { val: await pixels(page, "val"), train: await pixels(page, "train") };
   for (const r of runs) {
@@ -114,11 +145,37 @@ async function check(browser, file, runs, c, screenshot) {
     }), r.name);
     const changed = diff(before.val, await pixels(page, "val"));
     c.ok(hidden.every(Boolean), `${r.name}: a legend click hides it in both charts`);
+    if (r.samples.length) {
+      const gone = !(await samplePanel(page)).some((b) => b.name === r.name);
+      c.ok(gone, `${r.name}: hiding it hides its samples`);
+    }
     c.ok(changed > 20, `${r.name}: its line is drawn (${changed} val-chart pixels change when it is hidden)`);
     await btn.click();
     const back = diff(before.val, await pixels(page, "val")) + diff(before.train, await pixels(page, "train"));
     c.ok(back === 0, `${r.name}: a second click draws it again (${back} pixels differ)`);
+    if (r.samples.length) c.ok((await samplePanel(page)).some((b) => b.name === r.name), `${r.name}: its samples come back`);
   }
+
+  // Following the steps: hovering the val chart marks, in every run's block, the sample nearest
+  // the cursor's step (the fixture runs share their sample steps): at a sample's own step, and
+  // three quarters of the way from the middle sample to the last (the edges are the plot's).
+  for (const r of withSamples) {
+    const [mid, last] = [r.samples[r.samples.length >> 1].step, r.samples[r.samples.length - 1].step];
+    for (const [at, want] of [[mid, mid], [mid + 0.75 * (last - mid), last]]) {
+      const pos = await page.evaluate(([name, step]) => {
+        const u = window.speedrunReport.charts.val;
+        const si = u.series.findIndex((s) => s.label === name);
+        const ys = u.data[si].filter((v) => v != null);
+        const box = u.over.getBoundingClientRect();
+        return { x: box.left + u.valToPos(step, "x"), y: box.top + u.valToPos(ys[ys.length >> 1], "y") };
+      }, [r.name, at]);
+      await page.mouse.move(pos.x, pos.y);
+      const marked = (await samplePanel(page)).map((b) => b.rows.filter((x) => x.at).map((x) => x.head.split(" ")[1]));
+      c.ok(marked.length > 0 && marked.every((m) => m.length === 1 && m[0] === String(want)),
+        `hovering ${r.name}'s chart at step ${at} marks the step-${want} sample in every block (got ${JSON.stringify(marked)})`);
+    }
+  }
+  await page.mouse.move(5, 5);
 
   // Hover read-out at the first run's middle val point (the last sits on the plot's edge).
   const r0 = runs.find((r) => r.val.length > 0);
@@ -206,10 +263,14 @@ const MUTANTS = [
   ["the legend toggle does nothing", (h) => h.replace("u.setSeries(si, { show: !hidden(key) })", "void si")],
   ["the x-axis switch is ignored", (h) => h.replace('r.onchange = () => { state.x = r.value; render(); };', "")],
   ["log y is ignored", (h) => h.replace("distr: logY ? 3 : 1", "distr: 1")],
+  ["a run's samples dropped", (h) => h.replace(/("samples":\[\[)[^\]]*\]/, "$1]")],
+  ["a hidden run's samples stay", (h) => h.replace("if (hidden(e.key)) continue;", "")],
+  ["the samples do not follow the cursor", (h) => h.replace("    follow(x);\n", "\n")],
+  ["samples written as markup", (h) => h.replace("b.textContent = smp.p;", "b.innerHTML = smp.p;").replace("document.createTextNode(smp.x)", "Object.assign(document.createElement(\"span\"), { innerHTML: smp.x })")],
 ];
 
 const a = args();
-const runs = a.runs.map(valRecords);
+const runs = a.runs.map(runRecords);
 // launch() gives the browser a fresh temporary profile of its own.
 const browser = await chromium.launch({ executablePath: a.browser, args: launchArgs });
 let failed = 0, passed = 0;
@@ -223,12 +284,14 @@ try {
     const html = fs.readFileSync(a.html, "utf8");
     for (const [what, mutate] of MUTANTS) {
       const broken = mutate(html);
-      const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "mutant-")), "report.html");
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mutant-"));
+      const file = path.join(dir, "report.html");
       fs.writeFileSync(file, broken);
       const m = new Checks(true);
       if (broken === html) m.ok(false, "mutation did not apply");
       // A check that cannot even run on the broken page fails too.
       else await check(browser, file, runs, m, null).catch((e) => m.ok(false, e.message.split("\n")[0]));
+      fs.rmSync(dir, { recursive: true, force: true });
       const caught = m.failed.length > 0;
       console.log(`mutant "${what}": ${caught ? "caught (" + m.failed[0] + ")" : "NOT caught"}`);
       if (caught && broken !== html) passed++; else failed++;

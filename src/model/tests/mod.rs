@@ -3,6 +3,7 @@
 mod attention;
 mod blocks;
 mod checkpoint;
+mod generate;
 mod golden;
 mod grads;
 mod head;

@@ -107,3 +107,29 @@ fn vendored_uplot_is_unchanged() {
     let js = std::fs::read_to_string(dir.join("uPlot.iife.min.js")).unwrap();
     assert!(js.starts_with("/*! https://github.com/leeoniya/uPlot (v1.6.32) */"));
 }
+
+#[test]
+fn page_carries_each_runs_samples_from_its_log() {
+    let page = render_html(&all_fixtures(), None).unwrap();
+    let data = page_data(&page);
+    let per_run = data["samples"].as_array().unwrap();
+    assert_eq!(per_run.len(), FIXTURE_NAMES.len());
+    for (got, name) in per_run.iter().zip(FIXTURE_NAMES) {
+        let want: Vec<serde_json::Value> = raw_log(name)
+            .into_iter()
+            .filter(|v| v["kind"] == "sample")
+            .map(|v| serde_json::json!({"s": v["step"], "p": v["prompt"], "x": v["text"]}))
+            .collect();
+        assert_eq!(got.as_array().unwrap(), &want, "{name}");
+    }
+    // Two fixture runs have samples; one of them writes markup, which stays text in the data.
+    assert_eq!(
+        per_run
+            .iter()
+            .filter(|s| s.as_array().unwrap().len() == 3)
+            .count(),
+        2
+    );
+    assert!(page.contains("<b>Romeo<\\/b> & all"));
+    assert!(page.contains("id=\"samples-box\" hidden"));
+}

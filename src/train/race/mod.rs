@@ -243,7 +243,7 @@ impl Race {
             if let Err(err) = trainer::train(&j.cfg, &opts) {
                 match err.downcast_ref::<Stopped>() {
                     Some(d @ Stopped::Diverged { .. }) => say!("== {what}: {d}"),
-                    Some(Stopped::Interrupted { signal, .. }) => {
+                    Some(Stopped::Interrupted { signal, .. } | Stopped::Halted { signal, .. }) => {
                         return Err(Interrupted {
                             signal: *signal,
                             runs: vec![j.name.clone()],

@@ -66,6 +66,7 @@ fn golden_cfg(extra: &[&str]) -> Config {
         "train.val_micro_batch=2",
         "train.checkpoint_every=0",
         "train.diagnostics_every=0",
+        "train.sample_every=0",
         "optim.head.lr=0.02",
         "optim.muon.lr=0.002",
     ]
@@ -237,6 +238,7 @@ fn track3_cfg(extra: &[&str]) -> Config {
         "train.val_micro_batch=2",
         "train.checkpoint_every=0",
         "train.diagnostics_every=0",
+        "train.sample_every=0",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -8,6 +8,7 @@ use super::trainer::{train, Resume, RunOptions};
 
 mod diagnostics;
 mod golden;
+mod samples;
 
 /// A 2-layer, width-32 model on the shipped shards: 6 steps of 256 tokens (2 micro-batches).
 fn tiny(optim: &str, extra: &[&str]) -> Config {
