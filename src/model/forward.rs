@@ -12,6 +12,7 @@ use super::head::Head;
 use super::layers::{
     apply_rotary, causal_mask, linear_b, norm, rotary_freqs, rotary_tables_of, softcap,
 };
+use super::mlp_block;
 use super::params::{BlockNames, Lin};
 use super::rows::Rope;
 use super::{Gpt, LayerInputSink};
@@ -364,7 +365,8 @@ impl Gpt {
         Ok(y.transpose(1, 2)?.contiguous()?.reshape((b, t, d))?)
     }
 
-    /// One block through the fused CPU sub-blocks (record 4's architecture).
+    /// One block through the fused CPU sub-blocks (`blocks.rs`, `mlp_block.rs`), their
+    /// parameters handed over as flat `[gains | W | b]` sides (record 4's: its two weights).
     fn fused_block(
         &self,
         x: &Tensor,
@@ -372,10 +374,37 @@ impl Gpt {
         rope: &Arc<Rope>,
         detached: bool,
     ) -> Result<Tensor> {
-        let w = |name: &str| self.weight(name, detached);
-        let scale = 1.0 / (2.0 * self.cfg.n_layer as f64).sqrt();
-        let (wa, wp) = (w(&names.qkv[0].w)?, w(&names.attn_proj.w)?);
-        let x = blocks::attention_block(x, &wa, &wp, self.cfg.n_head, scale, rope)?;
-        blocks::mlp_block(&x, &w(&names.fc.w)?, &w(&names.mlp_proj.w)?)
+        let arch = blocks::BlockArch::of(&self.cfg);
+        let attn_in = self.side(names.norm1.as_deref(), &names.qkv, detached)?;
+        let attn_out = self.side(None, std::slice::from_ref(&names.attn_proj), detached)?;
+        let x = blocks::attention_block(x, &attn_in, &attn_out, arch, rope)?;
+        let mlp_in = self.side(
+            names.norm2.as_deref(),
+            std::slice::from_ref(&names.fc),
+            detached,
+        )?;
+        let mlp_out = self.side(None, std::slice::from_ref(&names.mlp_proj), detached)?;
+        mlp_block::mlp_block(&x, &mlp_in, &mlp_out, arch, 4 * self.cfg.n_embd)
+    }
+
+    /// One side of a fused sub-block: `[gains | W₁ | W₂ … | b₁ | b₂ …]` flattened, or the one
+    /// weight as it is where there are no gains and biases (record 4).
+    fn side(&self, gains: Option<&str>, lins: &[Lin], detached: bool) -> Result<Tensor> {
+        if gains.is_none() && lins.len() == 1 && lins[0].b.is_none() {
+            return self.weight(&lins[0].w, detached);
+        }
+        let mut parts = Vec::new();
+        if let Some(g) = gains {
+            parts.push(self.weight(g, detached)?);
+        }
+        for l in lins {
+            parts.push(self.weight(&l.w, detached)?.flatten_all()?);
+        }
+        for l in lins {
+            if let Some(b) = &l.b {
+                parts.push(self.weight(b, detached)?);
+            }
+        }
+        Ok(Tensor::cat(&parts, 0)?)
     }
 }

@@ -24,6 +24,7 @@ mod head;
 mod head_cpu;
 mod io;
 pub mod layers;
+mod mlp_block;
 pub mod params;
 mod rows;
 pub mod sampling;

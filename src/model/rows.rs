@@ -1,14 +1,12 @@
-//! Row kernels of the fused CPU sub-blocks (`blocks.rs`), each with its backward: weightless
-//! RMSNorm, the rotary embedding together with the head-major relayout the attention kernel reads,
-//! and exact GELU. Rows are token vectors in row-major (tokens × width) buffers; every kernel runs
+//! Row kernels of the fused CPU sub-blocks (`blocks.rs`, `mlp_block.rs`), each with its
+//! backward: RMSNorm (weightless, or with gains), Track 3's per-head q/k norm, the rotary
+//! embedding together with the head-major relayout the attention kernel reads, exact GELU and
+//! ReLU². Rows are token vectors in row-major (tokens × width) buffers; every kernel runs
 //! in parallel over rows or heads.
 
 use rayon::prelude::*;
 
 use crate::cpu::vmath;
-
-/// RMSNorm's epsilon (docs/model.md, "Normalisation").
-const RMS_EPS: f32 = 1e-6;
 
 /// The (B, T, H, hd) geometry of a block's attention.
 #[derive(Clone, Copy, Debug)]
@@ -34,8 +32,8 @@ pub(crate) struct Rope {
     pub sin: Vec<f32>,
 }
 
-/// `x · rsqrt(mean(x²) + 1e-6)` per row of width `d`: (normed rows, 1/rms per row).
-pub(crate) fn rms_forward(x: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {
+/// `x · rsqrt(mean(x²) + eps)` per row of width `d`: (normed rows, 1/rms per row).
+pub(crate) fn rms_forward(x: &[f32], d: usize, eps: f32) -> (Vec<f32>, Vec<f32>) {
     let mut xn = vec![0f32; x.len()];
     let mut rstd = vec![0f32; x.len() / d];
     xn.par_chunks_mut(d)
@@ -43,7 +41,7 @@ pub(crate) fn rms_forward(x: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {
         .zip(x.par_chunks(d))
         .for_each(|((o, r), row)| {
             let ms = row.iter().map(|v| v * v).sum::<f32>() / d as f32;
-            *r = 1.0 / (ms + RMS_EPS).sqrt();
+            *r = 1.0 / (ms + eps).sqrt();
             o.iter_mut().zip(row).for_each(|(o, v)| *o = v * *r);
         });
     (xn, rstd)
@@ -70,6 +68,88 @@ pub(crate) fn rms_backward_add(dx: &mut [f32], g: &[f32], y: &[f32], rstd: &[f32
             let dot = g.iter().zip(y).map(|(a, b)| a * b).sum::<f32>() / d as f32;
             for ((dx, g), y) in dx.iter_mut().zip(g).zip(y) {
                 *dx += r * (g - y * dot);
+            }
+        });
+}
+
+/// `y = xn ⊙ gains` per row (F.rms_norm's weight, applied after normalising).
+pub(crate) fn scale_rows(xn: &[f32], gains: &[f32]) -> Vec<f32> {
+    let d = gains.len();
+    let mut y = vec![0f32; xn.len()];
+    y.par_chunks_mut(d)
+        .zip(xn.par_chunks(d))
+        .for_each(|(y, x)| {
+            y.iter_mut()
+                .zip(x)
+                .zip(gains)
+                .for_each(|((y, x), g)| *y = x * g)
+        });
+    y
+}
+
+/// The backward of [`scale_rows`]: `dy ⊙ gains` in place, and Σ_rows dy ⊙ xn (the gains'
+/// gradient, summed in f64 over the rows).
+pub(crate) fn scale_rows_backward(dy: &mut [f32], xn: &[f32], gains: &[f32]) -> Vec<f32> {
+    let d = gains.len();
+    let dg = (0..d)
+        .into_par_iter()
+        .map(|j| {
+            dy.chunks(d)
+                .zip(xn.chunks(d))
+                .map(|(g, x)| (g[j] * x[j]) as f64)
+                .sum::<f64>() as f32
+        })
+        .collect();
+    dy.par_chunks_mut(d)
+        .for_each(|r| r.iter_mut().zip(gains).for_each(|(g, w)| *g *= w));
+    dg
+}
+
+/// Track 3's per-head q/k norm as the fused attention keeps it for its backward: the normed q
+/// and k heads of every packed row (B·T × 2·width, q then k) and their 1/rms (B·T × 2·H).
+pub(crate) struct QkNormed {
+    pub y: Vec<f32>,
+    pub r: Vec<f32>,
+}
+
+/// A weightless RMSNorm (epsilon `eps`) of every q and k head in the packed rows `qkv`
+/// (B·T × 3·width), in place, before rotary (Track 3, train_gpt_simple.py:107).
+pub(crate) fn qk_norm_rows(qkv: &mut [f32], g: Heads, eps: f32) -> QkNormed {
+    let (d, hd, h) = (g.width(), g.hd, g.h);
+    let mut y = vec![0f32; g.tokens() * 2 * d];
+    let mut r = vec![0f32; g.tokens() * 2 * h];
+    qkv.par_chunks_mut(3 * d)
+        .zip(y.par_chunks_mut(2 * d))
+        .zip(r.par_chunks_mut(2 * h))
+        .for_each(|((row, y), r)| {
+            for (x, (y, r)) in row[..2 * d]
+                .chunks_mut(hd)
+                .zip(y.chunks_mut(hd).zip(r.iter_mut()))
+            {
+                let ms = x.iter().map(|v| v * v).sum::<f32>() / hd as f32;
+                *r = 1.0 / (ms + eps).sqrt();
+                x.iter_mut().zip(y.iter_mut()).for_each(|(x, y)| {
+                    *x *= *r;
+                    *y = *x;
+                });
+            }
+        });
+    QkNormed { y, r }
+}
+
+/// The backward of [`qk_norm_rows`] on the packed gradient rows `dqkv`, in place:
+/// `g ← r·(g − y·⟨g, y⟩/hd)` per q and k head.
+pub(crate) fn qk_norm_backward(dqkv: &mut [f32], saved: &QkNormed, g: Heads) {
+    let (d, hd, h) = (g.width(), g.hd, g.h);
+    dqkv.par_chunks_mut(3 * d)
+        .zip(saved.y.par_chunks(2 * d))
+        .zip(saved.r.par_chunks(2 * h))
+        .for_each(|((row, y), r)| {
+            for (gh, (yh, &rh)) in row[..2 * d].chunks_mut(hd).zip(y.chunks(hd).zip(r)) {
+                let dot = gh.iter().zip(yh).map(|(a, b)| a * b).sum::<f32>() / hd as f32;
+                gh.iter_mut()
+                    .zip(yh)
+                    .for_each(|(g, y)| *g = rh * (*g - y * dot));
             }
         });
 }
@@ -192,6 +272,23 @@ pub(crate) fn split_heads(x: &[f32], g: Heads) -> Vec<f32> {
         }
     });
     out
+}
+
+/// relu(h)² (Track 3's MLP, `x.relu().square()`) and its slope 2·relu(h), elementwise.
+pub(crate) fn relu2_forward(h: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let mut a = vec![0f32; h.len()];
+    let mut slope = vec![0f32; h.len()];
+    a.par_chunks_mut(4096)
+        .zip(slope.par_chunks_mut(4096))
+        .zip(h.par_chunks(4096))
+        .for_each(|((a, s), h)| {
+            for ((a, s), &h) in a.iter_mut().zip(s.iter_mut()).zip(h) {
+                let r = h.max(0.0);
+                *a = r * r;
+                *s = 2.0 * r;
+            }
+        });
+    (a, slope)
 }
 
 /// Exact GELU (candle's `gelu_erf`, the record's nn.GELU()) and its slope, elementwise
