@@ -19,6 +19,9 @@ fn max_rel(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f64 {
     f(d) / f(m)
 }
 
+/// A config of (n_head, n_embd, seq_len).
+type MakeCfg = fn(usize, usize, usize) -> GptConfig;
+
 /// Track 3's architecture at the same shapes, with PyTorch's default init (Track 3's zero
 /// projections and biases would leave most gradients exactly 0 at the first step).
 fn track3_cfg(n_head: usize, n_embd: usize, seq_len: usize) -> GptConfig {
@@ -39,8 +42,7 @@ fn fused_blocks_match_the_primitive_path() {
         (1, 16, 65, 1),
         (3, 48, 128, 1),
     ];
-    let archs: [(&str, fn(usize, usize, usize) -> GptConfig); 2] =
-        [("record4", cfg), ("track3", track3_cfg)];
+    let archs: [(&str, MakeCfg); 2] = [("record4", cfg), ("track3", track3_cfg)];
     for ((arch, make), (n_head, n_embd, t, b)) in archs
         .iter()
         .flat_map(|a| shapes.iter().map(move |s| (a, *s)))
