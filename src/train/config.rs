@@ -202,7 +202,17 @@ impl Config {
     /// Check cross-field constraints that serde cannot.
     pub fn validate(&self) -> Result<()> {
         let m = &self.model;
-        if m.n_head == 0 || !m.n_embd.is_multiple_of(m.n_head) {
+        let sizes = [
+            ("model.vocab_size", m.vocab_size),
+            ("model.n_layer", m.n_layer),
+            ("model.n_head", m.n_head),
+            ("model.n_embd", m.n_embd),
+            ("model.seq_len", m.seq_len),
+        ];
+        if let Some((key, _)) = sizes.iter().find(|(_, v)| *v == 0) {
+            bail!("{key} = 0 must be > 0");
+        }
+        if !m.n_embd.is_multiple_of(m.n_head) {
             bail!(
                 "model.n_embd = {} must be a multiple of model.n_head = {}",
                 m.n_embd,
@@ -236,7 +246,67 @@ impl Config {
         if self.train.val_every == 0 {
             bail!("train.val_every must be > 0");
         }
-        self.check_rates()
+        if !self.train.target_loss.is_finite() {
+            bail!(
+                "train.target_loss = {} must be a finite number",
+                self.train.target_loss
+            );
+        }
+        self.check_rates()?;
+        self.check_optim_ranges()
+    }
+
+    /// The optimizer fields with a range of their own: betas and momenta in [0, 1) (1 freezes the
+    /// average, more makes it grow without bound), positive epsilons, tolerances and counts.
+    fn check_optim_ranges(&self) -> Result<()> {
+        let o = &self.optim;
+        let unit = [
+            ("optim.head.betas[0]", o.head.betas.0),
+            ("optim.head.betas[1]", o.head.betas.1),
+            ("optim.adamw.betas[0]", o.adamw.betas.0),
+            ("optim.adamw.betas[1]", o.adamw.betas.1),
+            ("optim.muon.momentum", o.muon.momentum),
+            ("optim.newton_muon.momentum", o.newton_muon.momentum),
+            ("optim.neon.momentum", o.neon.momentum),
+            ("optim.neon_fstar.momentum", o.neon_fstar.momentum),
+        ];
+        for (key, v) in unit {
+            if !(0.0..1.0).contains(&v) {
+                bail!("{key} = {v} must be in [0, 1)");
+            }
+        }
+        let positive = [
+            ("optim.head.eps", o.head.eps),
+            ("optim.adamw.eps", o.adamw.eps),
+            ("optim.neon.tol", o.neon.tol),
+            ("optim.neon_fstar.tol", o.neon_fstar.tol),
+            ("optim.newton_muon.init", o.newton_muon.init),
+        ];
+        for (key, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("{key} = {v} must be a finite number > 0");
+            }
+        }
+        let nm = &o.newton_muon;
+        if !(nm.ema > 0.0 && nm.ema <= 1.0) {
+            bail!("optim.newton_muon.ema = {} must be in (0, 1]", nm.ema);
+        }
+        if !(nm.ridge.is_finite() && nm.ridge >= 0.0) {
+            bail!(
+                "optim.newton_muon.ridge = {} must be a finite number >= 0",
+                nm.ridge
+            );
+        }
+        let counts = [
+            ("optim.newton_muon.refresh", nm.refresh),
+            ("optim.neon.iters", o.neon.iters),
+            ("optim.neon_fstar.iters", o.neon_fstar.iters),
+            ("optim.neon_fstar.max_rank", o.neon_fstar.max_rank),
+        ];
+        if let Some((key, _)) = counts.iter().find(|(_, v)| *v == 0) {
+            bail!("{key} = 0 must be > 0");
+        }
+        Ok(())
     }
 
     /// Every learning rate and weight decay must be a finite number ≥ 0: NaN or inf would only
@@ -329,7 +399,7 @@ fn diff_values(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<Str
 pub fn load(preset: &str, sets: &[String]) -> Result<Config> {
     let (origin, text) = preset_text(preset)?;
     let mut value: toml::Value = toml::from_str(&text)
-        .map_err(|e| anyhow!("{origin}: invalid TOML: {}", one_line(&e.to_string())))?;
+        .map_err(|e| anyhow!("{origin}: invalid TOML: {}", crate::toml_error(&text, &e)))?;
     for s in sets {
         apply_set(&mut value, s)?;
     }
@@ -345,7 +415,7 @@ pub fn from_toml_file(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
     let cfg: Config = toml::from_str(&text)
-        .map_err(|e| anyhow!("{}: {}", path.display(), one_line(&e.to_string())))?;
+        .map_err(|e| anyhow!("{}: {}", path.display(), crate::toml_error(&text, &e)))?;
     Ok(cfg)
 }
 
@@ -372,6 +442,12 @@ fn preset_text(preset: &str) -> Result<(String, String)> {
     )
 }
 
+/// Digits with an optional sign (and TOML's `_` separators).
+fn is_integer_literal(raw: &str) -> bool {
+    let digits = raw.strip_prefix(['+', '-']).unwrap_or(raw);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+}
+
 /// Apply one `a.b.c=value` override. The value is parsed as a TOML value (number, bool, string,
 /// array); anything that does not parse is taken as a bare string.
 pub fn apply_set(root: &mut toml::Value, set: &str) -> Result<()> {
@@ -384,6 +460,12 @@ pub fn apply_set(root: &mut toml::Value, set: &str) -> Result<()> {
         Ok(mut t) => t
             .remove("v")
             .unwrap_or(toml::Value::String(raw.to_string())),
+        // A number TOML cannot hold would otherwise become a string, and the error would say
+        // "invalid type: string" about a number.
+        Err(_) if is_integer_literal(raw) => bail!(
+            "--set {set}: {raw} is out of range (a TOML integer is at most {})",
+            i64::MAX
+        ),
         Err(_) => toml::Value::String(raw.to_string()),
     };
     let parts: Vec<&str> = key.split('.').collect();

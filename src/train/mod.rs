@@ -2,8 +2,9 @@
 //! schedule ([`schedule`]), the [`Trainer`] ([`trainer`]: open, run, step, validate; what it
 //! writes in `outputs`; how it starts in `start`), the optimizer diagnostics ([`diagnostics`]), one [`progress::Progress`] behind the
 //! checkpoint state and the summary, logs ([`log`]), atomic safetensors checkpoints
-//! ([`checkpoint`]), early endings ([`outcome`], [`signals`]), races ([`race`]) and the step bench
-//! ([`bench`]).
+//! ([`checkpoint`]), the run directory's files, lock and what a resume finds there ([`run_dir`],
+//! [`lock`], [`resume`]), early endings ([`outcome`], [`signals`]), races ([`race`]) and the
+//! step bench ([`bench`]).
 
 pub mod bench;
 pub mod checkpoint;
@@ -12,11 +13,13 @@ pub mod data_root;
 pub mod diagnostics;
 pub use crate::dist;
 mod init;
+pub mod lock;
 pub mod log;
 pub mod outcome;
 mod outputs;
 pub mod progress;
 pub mod race;
+pub mod resume;
 pub mod run_dir;
 pub mod schedule;
 pub mod signals;

@@ -27,13 +27,11 @@ fn write_shards(dir: &Path, lens: &[usize]) -> Vec<Vec<u16>> {
 /// loader.rs as W separate per-rank objects (one per "process"), each following the Python:
 /// reset to shard 0 at `r·bt`; a batch reads `tokens[pos..pos+bt+1]`, then `pos += bt·w`, and if
 /// `pos + bt·w + 1 > len` the rank moves to the next shard (cyclically) at `r·bt`.
+/// The windows of every step (in rank order) and every rank's `(shard, pos)` before it.
+type Walk = (Vec<Vec<Window>>, Vec<Vec<(usize, usize)>>);
+
 /// Returns the windows of every step (in rank order) and every rank's `(shard, pos)` before it.
-fn reference(
-    shards: &[Vec<u16>],
-    bt: usize,
-    w: usize,
-    steps: usize,
-) -> (Vec<Vec<Window>>, Vec<Vec<(usize, usize)>>) {
+fn reference(shards: &[Vec<u16>], bt: usize, w: usize, steps: usize) -> Walk {
     struct PyRank<'a> {
         shards: &'a [Vec<u16>],
         rank: usize,
