@@ -60,3 +60,34 @@ pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
         None => msg,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_line_says_each_cause_once() {
+        // candle's I/O error quotes its source: a full disk read "No space left on device" twice.
+        let io = std::io::Error::from_raw_os_error(28);
+        let quoted = anyhow::Error::new(std::io::Error::from_raw_os_error(28))
+            .context(format!("I/O error: {io}"))
+            .context("x.safetensors: cannot write");
+        let line = error_line(&quoted);
+        assert_eq!(line.matches("No space left on device").count(), 1, "{line}");
+        assert!(
+            line.starts_with("x.safetensors: cannot write: I/O error: No space"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_toml_error_is_short_and_placed() {
+        let text = format!("a = 1\nb = {}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let e = toml::from_str::<toml::Table>(&text).unwrap_err();
+        let msg = toml_error(&text, &e);
+        assert!(
+            msg.starts_with("line 2, column ") && msg.len() < 300,
+            "{msg:.400}"
+        );
+    }
+}

@@ -19,6 +19,7 @@ pub mod outcome;
 mod outputs;
 pub mod progress;
 pub mod race;
+mod ranges;
 pub mod resume;
 pub mod run_dir;
 pub mod schedule;
