@@ -82,9 +82,90 @@ pub fn create_parent(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The longest name [`check_name`] accepts: a run directory or a shard prefix, with room for
+/// what is added to it (`-s<seed>`, `_train_000001.bin`) under the usual 255-byte file-name limit.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// A name that becomes one file or directory name (a run name, a race label, a shard prefix):
+/// ASCII letters, digits, '-', '_' and '.', not starting with '.' or '-', at most
+/// [`MAX_NAME_LEN`] characters. Anything else could leave the directory it is meant for
+/// (`../x`, `/abs`), hide (`.x`), read as a flag (`-x`), or need quoting in every shell.
+pub fn check_name(name: &str) -> Result<()> {
+    let len = name.chars().count();
+    let why = if name.is_empty() {
+        "is empty".to_string()
+    } else if name == "." || name == ".." {
+        "is not a directory name".to_string()
+    } else if name.contains(['/', '\\']) {
+        "contains a path separator".to_string()
+    } else if len > MAX_NAME_LEN {
+        format!("is {len} characters long (at most {MAX_NAME_LEN})")
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        format!("contains {c:?}")
+    } else if name.starts_with(['.', '-']) {
+        "starts with '.' or '-'".to_string()
+    } else {
+        return Ok(());
+    };
+    anyhow::bail!(
+        "{:?} {why}; use ASCII letters, digits, '-', '_' and '.' (not first), at most {MAX_NAME_LEN} characters",
+        shorten(name, 40)
+    )
+}
+
+/// `s` cut to its first `n` characters, with "…" when cut (for quoting user input in messages).
+pub fn shorten(s: &str, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_one_plain_ascii_component() {
+        for ok in [
+            "muon-lr0.003-s0",
+            "a_b",
+            "x.y",
+            "_x",
+            &"a".repeat(MAX_NAME_LEN),
+        ] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        let long = "a".repeat(MAX_NAME_LEN + 1);
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "/abs",
+            "a/b",
+            "a\\b",
+            "new\nline",
+            "tab\there",
+            "é",
+            "a b",
+            "a*",
+            "a:b",
+            ".hidden",
+            "-flag",
+            &long,
+        ] {
+            let e = check_name(bad).unwrap_err().to_string();
+            assert!(e.contains("use ASCII letters"), "{bad:?}: {e}");
+        }
+        assert!(check_name(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("129 characters"));
+    }
 
     #[test]
     fn replaces_whole_file_and_leaves_no_temp() {

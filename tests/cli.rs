@@ -62,6 +62,11 @@ fn fails_in_one_line(args: &[&str], needle: &str) {
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "{args:?}: not one line: {err}");
     assert!(
+        lines[0].len() < 2100,
+        "{args:?}: a {}-byte line",
+        lines[0].len()
+    );
+    assert!(
         lines[0].starts_with("error: ") && lines[0].contains(needle),
         "{args:?}: {err}"
     );
@@ -247,6 +252,63 @@ fn bad_input_is_a_one_line_error_and_exit_1() {
         ),
     ];
     let export_args = ["export", "tensorboard", "/nonexistent/run", "--out", runs];
+    // 100,000 nested arrays: toml's own message quotes the whole line (200 KB).
+    let deep = tmp.path().join("deep.toml");
+    std::fs::write(
+        &deep,
+        format!("a = {}{}", "[".repeat(100_000), "]".repeat(100_000)),
+    )
+    .unwrap();
+    let deep = deep.to_str().unwrap();
+    let long_name = "a".repeat(300);
+    let text = tmp.path().join("t.txt");
+    std::fs::write(&text, "some text").unwrap();
+    let text = text.to_str().unwrap();
+    let tok_out = tmp.path().join("tok");
+    let tok_out = tok_out.to_str().unwrap();
+    let train = |more: &[&'static str]| {
+        let mut a = vec!["train", "--runs-dir", runs, "--name", "x"];
+        a.extend_from_slice(more);
+        a
+    };
+    let set = |kv: &'static str| train(&["--set", kv]);
+    let more: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--threads", "100000", "train"],
+            "--threads 100000: use 1 to",
+        ),
+        (
+            vec!["bench", "diag", "--methods", "newton-muon", "--n-embd", "0"],
+            "--n-embd",
+        ),
+        (set("model.n_layer=0"), "model.n_layer = 0 must be > 0"),
+        (
+            set("optim.adamw.betas=[2, 0.5]"),
+            "optim.adamw.betas[0] = 2",
+        ),
+        (set("optim.muon.momentum=1.5"), "optim.muon.momentum = 1.5"),
+        (set("train.target_loss=nan"), "train.target_loss = NaN"),
+        (
+            set("seed=99999999999999999999"),
+            "99999999999999999999 is out of range",
+        ),
+        (train(&["--seed", "18446744073709551615"]), "--seed"),
+        (vec!["train", "-c", deep], "recursion limit"),
+        (
+            vec!["compare", "tests/fixtures/runs", "--target", "nan"],
+            "--target",
+        ),
+        (
+            vec![
+                "data", "tokenize", text, "--out", tok_out, "--prefix", "../evil",
+            ],
+            "--prefix",
+        ),
+    ];
+    let names: Vec<(Vec<&str>, &str)> = ["a b", "é", "*", "a:b", long_name.as_str()]
+        .into_iter()
+        .map(|n| (vec!["train", "--runs-dir", runs, "--name", n], "--name"))
+        .collect();
     let cases = [
         cases,
         &[
@@ -277,11 +339,19 @@ fn bad_input_is_a_one_line_error_and_exit_1() {
         ][..],
     ]
     .concat();
+    let owned: Vec<(&[&str], &str)> = more
+        .iter()
+        .chain(&names)
+        .map(|(a, n)| (&a[..], *n))
+        .collect();
+    let cases = [&cases[..], &owned[..]].concat();
     for (args, needle) in &cases {
         fails_in_one_line(args, needle);
     }
-    // A failed start leaves no run directory behind.
+    // A failed start leaves no run directory behind, a refused prefix writes nowhere, and no
+    // error line is long.
     assert!(!tmp.path().join("x").exists());
+    assert!(!tmp.path().join("evil_val_000000.bin").exists() && !Path::new(tok_out).exists());
 }
 
 /// A TINY run with checkpoints at steps 4 and 6 and samples at every validation, trained once for

@@ -38,7 +38,7 @@ pub struct ModelBench {
     #[command(flatten)]
     pub dev: DeviceArgs,
     /// Timed steps (after --warmup untimed ones).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = positive)]
     pub steps: usize,
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
@@ -67,11 +67,11 @@ pub struct MatrixBench {
     )]
     pub methods: Vec<Method>,
     /// Width/layers of the matrix shapes (default: record 4, 12 × 768).
-    #[arg(long, default_value_t = 768)]
+    #[arg(long, default_value_t = 768, value_parser = positive)]
     pub n_embd: usize,
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 12, value_parser = positive)]
     pub n_layer: usize,
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = positive)]
     pub iters: usize,
 }
 
@@ -101,6 +101,14 @@ pub struct DiagBenchArgs {
 pub enum SvChoice {
     Gram,
     Svd,
+}
+
+/// A size or count of at least 1 (a width of 0 has no matrices to time).
+fn positive(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} is not a whole number >= 1")),
+    }
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {

@@ -17,7 +17,7 @@ pub struct CompareArgs {
     pub runs: Vec<String>,
     /// Target val loss; overrides each run's own `train.target_loss` (steps/tokens/time to target
     /// are recomputed from the val records).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_target)]
     pub target: Option<f64>,
     /// Table format written to stdout.
     #[arg(long, value_enum, default_value_t = Format::Markdown)]
@@ -47,6 +47,13 @@ pub struct CompareArgs {
     /// (report.md, report.html, the plots) from its runs and print it (json: its numbers).
     #[arg(long)]
     pub race: bool,
+}
+
+fn parse_target(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() => Ok(t),
+        _ => Err(format!("{s:?} is not a finite number")),
+    }
 }
 
 fn parse_smooth(s: &str) -> Result<f64, String> {
@@ -108,7 +115,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
     }
     print!("{}", spec.run_once(None)?);
     for p in spec.outputs() {
-        eprintln!("wrote {}", p.display());
+        crate::out::err_line(&format!("wrote {}", p.display()));
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use crate::data::fetch::{
 use crate::data::inspect::inspect;
 use crate::data::tokenize::{tokenize, DocSplit, TokenizeOptions, ValSplit, DEFAULT_SHARD_TOKENS};
 use crate::data::GPT2_VOCAB;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -110,6 +110,8 @@ pub fn run(args: DataArgs) -> Result<()> {
 }
 
 fn run_tokenize(a: TokenizeArgs) -> Result<()> {
+    // The prefix becomes part of every shard's file name: it must not lead out of --out.
+    crate::fsutil::check_name(&a.prefix).context("--prefix")?;
     let opts = match a.recipe {
         Some(Recipe::LlmCShakespeare) => TokenizeOptions {
             shard_tokens: a.shard_size,

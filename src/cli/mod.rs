@@ -19,7 +19,7 @@ pub mod train;
     about = "NanoGPT speedrun (GPT-2 124M, record 4) on candle: train, race and compare optimizers"
 )]
 pub struct Cli {
-    /// CPU threads (default: all cores).
+    /// CPU threads (default: all cores; at most 8 per core).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
     #[command(subcommand)]
@@ -56,30 +56,24 @@ pub fn main() -> i32 {
     let world = crate::train::dist::init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        // A bad value (an unknown --optim, a --top-p outside (0, 1], say) is bad input like any
-        // other: one line, exit 1.
-        Err(e)
-            if matches!(
-                e.kind(),
-                clap::error::ErrorKind::InvalidValue | clap::error::ErrorKind::ValueValidation
-            ) =>
-        {
+        // A bad value (an unknown --optim, an out-of-range --seed) or two flags that exclude
+        // each other: one line, exit 1.
+        Err(e) if one_line_kind(e.kind()) => {
             let text = e.render().to_string();
             let msg: Vec<&str> = text
                 .lines()
-                .filter(|l| !l.starts_with("For more information"))
+                .filter(|l| !l.starts_with("For more information") && !l.starts_with("Usage:"))
                 .collect();
-            eprintln!("{}", crate::one_line(&msg.join(" ")));
+            crate::out::err_line(&crate::one_line(&msg.join(" ")));
             return 1;
         }
         Err(e) => e.exit(),
     };
-    if let Some(n) = cli.threads {
-        // candle's CPU kernels and gemm read RAYON_NUM_THREADS.
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global();
+    if !matches!(cli.command, Command::Train(_) | Command::Race(_)) {
+        crate::out::default_sigpipe();
+    }
+    if let Err(e) = set_threads(cli.threads) {
+        return report(Err(e));
     }
     let res = match cli.command {
         Command::Data(a) => data::run(a),
@@ -93,10 +87,53 @@ pub fn main() -> i32 {
         Command::Bench(a) => bench::run(a),
     };
     let code = report(res);
-    // With MPI the guard finalises it when dropped, after the report; without, it is empty.
+    // Finalizes MPI in a `--features mpi` build (where the guard has a Drop) before exit, which
+    // runs no destructors; in other builds the guard is empty.
     #[allow(clippy::drop_non_drop)]
     drop(world);
     code
+}
+
+/// The parse errors that are bad input like any other (one line, exit 1) rather than a usage
+/// problem (clap's usage text, exit 2).
+fn one_line_kind(kind: clap::error::ErrorKind) -> bool {
+    use clap::error::ErrorKind as K;
+    matches!(
+        kind,
+        K::InvalidValue | K::ValueValidation | K::ArgumentConflict
+    )
+}
+
+/// More CPU threads than this many per core only thrash (and rayon cannot start 100,000).
+const MAX_THREADS_PER_CORE: usize = 8;
+
+/// Apply `--threads` (checked against the cores) to rayon's pool and to the kernels that read
+/// `RAYON_NUM_THREADS`; a `RAYON_NUM_THREADS` given by the user is held to the same bound.
+fn set_threads(flag: Option<usize>) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let max = MAX_THREADS_PER_CORE * cores;
+    let (n, what) = match flag {
+        Some(n) => (n, "--threads"),
+        None => match std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            // 0 is rayon's own "all cores".
+            Some(n) if n > 0 => (n, "RAYON_NUM_THREADS"),
+            _ => return Ok(()),
+        },
+    };
+    if n == 0 || n > max {
+        anyhow::bail!(
+            "{what} {n}: use 1 to {max} ({MAX_THREADS_PER_CORE} per core; this machine has {cores})"
+        );
+    }
+    // candle's CPU kernels and gemm read RAYON_NUM_THREADS.
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
+    Ok(())
 }
 
 /// Print how the command ended and return the exit status. In a data-parallel run, rank 0
@@ -119,20 +156,18 @@ fn report(res: anyhow::Result<()>) -> i32 {
         Some((code, msg)) => (code, msg, true),
         None => {
             let everywhere = e.downcast_ref::<dist::Everywhere>().is_some();
-            (
-                1,
-                format!("error: {}", crate::one_line(&format!("{e:#}"))),
-                everywhere,
-            )
+            // Capped: an error quoting hostile input must still be one readable line.
+            let msg = crate::fsutil::shorten(&crate::error_line(&e), 2000);
+            (1, format!("error: {msg}"), everywhere)
         }
     };
     if dist::size() == 1 || everywhere {
         if dist::is_root() {
-            eprintln!("{msg}");
+            crate::out::err_line(&msg);
         }
         return code;
     }
-    eprintln!("rank {}: {msg}", dist::rank());
+    crate::out::err_line(&format!("rank {}: {msg}", dist::rank()));
     dist::abort(code)
 }
 

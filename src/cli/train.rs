@@ -50,8 +50,8 @@ pub struct ConfigArgs {
     /// Optimizer (sets optim.name).
     #[arg(long, value_enum)]
     pub optim: Option<crate::optim::Method>,
-    /// Seed of the weight init (sets `seed`).
-    #[arg(long)]
+    /// Seed of the weight init (sets `seed`; TOML integers are 64-bit signed).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(..=i64::MAX as u64))]
     pub seed: Option<u64>,
 }
 
@@ -116,7 +116,7 @@ pub struct TrainArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "latest", value_name = "CHECKPOINT")]
     pub resume: Option<String>,
     /// Start from these weights (written by `speedrun init`) instead of a fresh init.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
     pub init_from: Option<PathBuf>,
     /// Stop with a checkpoint after this many steps (resume later with --resume).
     #[arg(long, value_name = "STEP")]
@@ -137,7 +137,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
     // met by all of them alike: rank 0 reports it, no process is aborted.
     let (cfg, run_dir) = resolve_config(&a, &resume)
         .map_err(|e| crate::train::dist::Everywhere(format!("{e:#}")))?;
-    let exec = a.dev.resolve()?;
+    let exec = resume_precision(&a.dev, &resume, &run_dir)?;
     let opts = RunOptions {
         run_dir,
         exec,
@@ -159,7 +159,10 @@ fn resolve_config(a: &TrainArgs, resume: &Resume) -> Result<(Config, PathBuf)> {
         None if own_config => trainer::default_run_name(&a.cfg.resolve_unset()?),
         None => trainer::default_run_name(&a.cfg.resolve()?),
     };
-    check_name(&name).context("--name")?;
+    check_name(&name).with_context(|| match &a.name {
+        Some(_) => "--name".to_string(),
+        None => "the default run name (<preset name>-<optim>-s<seed>); pass --name".to_string(),
+    })?;
     let run_dir = a.runs_dir.join(&name);
     let saved = run_config(resume, &run_dir).filter(|p| own_config && p.is_file());
     let cfg = match saved {
@@ -167,6 +170,41 @@ fn resolve_config(a: &TrainArgs, resume: &Resume) -> Result<(Config, PathBuf)> {
         None => a.cfg.resolve()?,
     };
     Ok((cfg, run_dir))
+}
+
+/// The device policy of a run. A resume keeps the precision the run was trained in
+/// (`meta.json`): by default, and by refusing another `--precision`.
+fn resume_precision(dev: &DeviceArgs, resume: &Resume, run_dir: &Path) -> Result<Exec> {
+    let run = match resume {
+        Resume::No => return dev.resolve(),
+        Resume::Latest => run_dir.to_path_buf(),
+        Resume::Path(ckpt) => match ckpt.parent().and_then(Path::parent) {
+            Some(r) => r.to_path_buf(),
+            None => return dev.resolve(),
+        },
+    };
+    let trained = std::fs::read_to_string(run.join("meta.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<crate::train::run_dir::Meta>(&t).ok())
+        .map(|m| m.precision)
+        .filter(|p| !p.is_empty());
+    let Some(trained) = trained else {
+        return dev.resolve();
+    };
+    match &dev.precision {
+        None => Exec::resolve(&dev.device, Some(&trained), dev.val_bf16),
+        Some(_) => {
+            let exec = dev.resolve()?;
+            if exec.precision() != trained {
+                anyhow::bail!(
+                    "--precision {}: {} was trained in {trained}, and a resume keeps it (leave --precision out)",
+                    exec.precision(),
+                    run.display()
+                );
+            }
+            Ok(exec)
+        }
+    }
 }
 
 /// The config.toml of the run a resume continues: the run directory's own, or the one of the run

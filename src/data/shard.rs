@@ -123,8 +123,13 @@ impl Shard {
     }
 
     /// Error on the first token id `>= vocab_size` (its position and value), e.g. a shard written
-    /// for another tokenizer; an out-of-range id would otherwise index past the embedding.
+    /// for another tokenizer; an out-of-range id would otherwise index past the embedding. The
+    /// vectorised [`Shard::min_max`] decides; the position is looked for only on an error.
     pub fn check_vocab(&self, vocab_size: usize) -> Result<()> {
+        match self.min_max() {
+            Some((_, hi)) if hi as usize >= vocab_size => {}
+            _ => return Ok(()),
+        }
         let bytes = &self.mmap[HEADER_BYTES..];
         if let Some((i, v)) = bytes
             .chunks_exact(2)
@@ -140,16 +145,57 @@ impl Shard {
         Ok(())
     }
 
-    /// (min, max) token id, or None for an empty shard.
+    /// (min, max) token id, or None for an empty shard: a range pass over the mapped tokens in
+    /// parallel blocks, which the compiler vectorises (measured in docs/perf.md, "Token-id
+    /// scan at open").
     pub fn min_max(&self) -> Option<(u16, u16)> {
-        self.mmap[HEADER_BYTES..]
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .fold(None, |acc, v| match acc {
-                None => Some((v, v)),
-                Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
-            })
+        min_max_le_u16(&self.mmap[HEADER_BYTES..])
     }
+}
+
+/// Tokens per block of the parallel range pass (2 MB of u16).
+const SCAN_BLOCK: usize = 1 << 20;
+
+/// (min, max) of little-endian u16 values in `bytes`, or None when there are none.
+fn min_max_le_u16(bytes: &[u8]) -> Option<(u16, u16)> {
+    use rayon::prelude::*;
+    let join = |a: Option<(u16, u16)>, b: Option<(u16, u16)>| match (a, b) {
+        (Some((l1, h1)), Some((l2, h2))) => Some((l1.min(l2), h1.max(h2))),
+        (x, None) | (None, x) => x,
+    };
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: every bit pattern is a valid u16; align_to leaves any unaligned ends out of
+        // `mid` (a shard's tokens start at byte 1024 of a page-aligned map, so there are none).
+        let (pre, mid, post) = unsafe { bytes.align_to::<u16>() };
+        if pre.is_empty() && post.is_empty() {
+            return mid
+                .par_chunks(SCAN_BLOCK)
+                .map(|c| {
+                    let lo = c.iter().copied().fold(u16::MAX, u16::min);
+                    let hi = c.iter().copied().fold(0, u16::max);
+                    Some((lo, hi))
+                })
+                .reduce(|| None, join);
+        }
+    }
+    bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .fold(None, |acc, v| join(acc, Some((v, v))))
+}
+
+/// Check every token id of every shard in `files` against `vocab_size`, so that a bad id in a
+/// later shard is found when the data is opened, before a run directory exists, rather than
+/// when training reaches that shard.
+pub fn check_vocab_all(files: &[PathBuf], vocab_size: usize) -> Result<()> {
+    if vocab_size > u16::MAX as usize {
+        return Ok(());
+    }
+    for f in files {
+        Shard::open(f)?.check_vocab(vocab_size)?;
+    }
+    Ok(())
 }
 
 /// Serialize a shard (header + tokens) to bytes.

@@ -1,4 +1,5 @@
 //! The human-readable cells of the report's tables, shared by the markdown and html renderings.
+use super::record::Status;
 use super::row::RunRow;
 use super::seeds::{GroupStats, PairTest};
 use super::stats::Welch;
@@ -32,9 +33,6 @@ pub const PAIR_HEADER: [&str; 4] = ["a", "b", "final val loss p", "steps to targ
 
 const NOT_REACHED: &str = "not reached";
 
-/// The status of a run that has not written a record yet.
-pub const NO_DATA: &str = "no data yet";
-
 fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
     v.map(f).unwrap_or_else(|| "-".to_string())
 }
@@ -62,11 +60,12 @@ pub fn run_cells(r: &RunRow) -> Vec<String> {
         opt(r.final_val_loss, |v| format!("{v:.4}")),
         opt(r.step_avg_ms, |v| format!("{v:.1}")),
         opt(r.tok_per_s, |v| format!("{v:.0}")),
-        match (r.finished, r.diverged_at) {
-            (_, Some(step)) => format!("diverged @{step}"),
-            (true, None) => "finished".to_string(),
-            (false, None) if r.no_data => NO_DATA.to_string(),
-            (false, None) => "running".to_string(),
+        match (r.diverged_at, r.status) {
+            (Some(step), _) => format!("diverged @{step}"),
+            (None, _) if r.no_data && r.status != Status::Finished => {
+                Status::NoData.words().to_string()
+            }
+            (None, s) => s.words().to_string(),
         },
     ]
 }

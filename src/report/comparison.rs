@@ -1,7 +1,7 @@
 //! The comparison, built once from the loaded runs: one row per run, the seed groups with their
 //! statistics, the pairwise Welch tests and the target. Every renderer (markdown, csv, json,
 //! plot, html) draws from this one value.
-use super::load::RunRecord;
+use super::record::RunRecord;
 use super::row::{common_target, run_rows, RunRow};
 use super::seeds::{compare_groups, group_stats, GroupStats, PairTest};
 

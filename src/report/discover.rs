@@ -17,7 +17,7 @@ pub fn is_text_log_file(p: &Path) -> bool {
     let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
     p.is_file()
         && matches!(ext, "txt" | "log")
-        && super::load::read_log(p).is_ok_and(|t| super::textlog::is_text_log(&t))
+        && super::record::read_log(p).is_ok_and(|t| super::textlog::is_text_log(&t))
 }
 
 fn is_run(p: &Path) -> bool {

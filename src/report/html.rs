@@ -56,6 +56,14 @@ pub(super) fn table(
     out.push_str("</tbody></table>\n");
 }
 
+/// JSON text made safe inside a `<script>` element: every `<` as `\u003c`. Within a script,
+/// `</script` ends the element and `<!--` followed by `<script` makes the parser wait for a
+/// second `</script>` (the HTML spec's "script data escaped" states), so a run named
+/// `<!--<script` would swallow the page's code. JSON reads `\u003c` back as `<`.
+fn script_json(json: &str) -> String {
+    json.replace('<', "\\u003c")
+}
+
 /// `x` rounded to `d` decimals: the page carries what a reader can see, not 17 digits.
 fn round(x: f64, d: i32) -> f64 {
     let m = 10f64.powi(d);
@@ -242,8 +250,7 @@ impl Comparison<'_> {
             table(&mut out, "tests", &PAIR_HEADER, rows);
         }
         out.push_str("</section></div>\n<div id=\"tip\"></div>\n");
-        // "</" cannot end the script element early: JSON allows "\/" for "/".
-        let data = serde_json::to_string(&self.page_data(opts))?.replace("</", "<\\/");
+        let data = script_json(&serde_json::to_string(&self.page_data(opts))?);
         writeln!(
             out,
             "<script type=\"application/json\" id=\"report-data\">{data}</script>"

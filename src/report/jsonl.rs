@@ -1,6 +1,6 @@
 //! Reading a run's `log.jsonl` (docs/run-format.md) with the trainer's own [`Record`] type, also
 //! while the trainer is appending to it.
-use super::load::{Scalars, TrainPoint, ValPoint};
+use super::record::{Scalars, TrainPoint, ValPoint};
 use crate::train::log::{Diag, LayerDiag, Record, Sample};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;

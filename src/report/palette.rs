@@ -2,7 +2,7 @@
 //! report; within a hue one shade per seed group (darker for a lower learning rate), and around
 //! the group's shade one per seed. A modded-nanogpt log is drawn in greys, as the reference.
 use super::comparison::Comparison;
-use super::load::RunRecord;
+use super::record::RunRecord;
 use super::textlog::TEXT_LOG_OPTIM;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,11 +1,7 @@
 //! One row per run: the numbers of the comparison table, recomputed from `log.jsonl` so that a
 //! moved target (`--target`) and the table always agree with the log they came from.
-use super::load::{RunRecord, TrainPoint};
+use super::record::{RunRecord, Status, TrainPoint, UNTIMED_STEPS};
 use serde::Serialize;
-
-/// The record-4 clock starts after this many steps (their time is compilation and warm-up),
-/// so step-time averages only use train records past it.
-pub const UNTIMED_STEPS: u64 = 10;
 
 /// One row of the comparison table.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -32,6 +28,7 @@ pub struct RunRow {
     pub diverged_at: Option<u64>,
     /// The run has written no record yet.
     pub no_data: bool,
+    pub status: Status,
 }
 
 /// The first and last train records past the untimed warm-up, when time advanced between them.
@@ -109,6 +106,7 @@ impl RunRow {
             finished: run.finished,
             diverged_at: run.diverged_at,
             no_data: !run.has_data(),
+            status: run.status,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Seed groups: runs whose configs differ only in seed (and name), with their statistics and
 //! the pairwise Welch tests between groups.
-use super::load::RunRecord;
+use super::record::RunRecord;
 use super::row::RunRow;
 use super::stats::{mean_std, track3_margin, welch, Welch, TRACK3_MARGIN};
 use serde::Serialize;
@@ -27,8 +27,9 @@ pub struct GroupStats {
     pub steps_to_target: Vec<f64>,
     pub reached: usize,
     pub n: usize,
-    /// Runs still going (no finished summary): their "final" loss is the latest val loss.
-    pub running: usize,
+    /// Runs not finished (running, stopped, interrupted, crashed): their "final" loss is their
+    /// latest val loss, and it may still move.
+    pub unfinished: usize,
     /// Runs whose final val loss is NaN/inf (left out of the loss statistics).
     pub diverged: usize,
     pub steps_mean: Option<f64>,
@@ -39,8 +40,8 @@ impl GroupStats {
     /// `n`, flagging runs that have not finished (their numbers will still move).
     pub fn n_label(&self) -> String {
         let mut notes = Vec::new();
-        if self.running > 0 {
-            notes.push(format!("{} running", self.running));
+        if self.unfinished > 0 {
+            notes.push(format!("{} unfinished", self.unfinished));
         }
         if self.diverged > 0 {
             notes.push(format!("{} diverged", self.diverged));
@@ -184,7 +185,7 @@ pub fn group_stats(runs: &[RunRecord], rows: &[RunRow]) -> Vec<GroupStats> {
                 final_losses,
                 reached: steps.len(),
                 n: idx.len(),
-                running: idx
+                unfinished: idx
                     .iter()
                     .filter(|&&i| !rows[i].finished && rows[i].diverged_at.is_none())
                     .count(),

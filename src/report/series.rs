@@ -4,8 +4,8 @@
 //! and train time, so one set of curves serves every x axis (`--x`, the HTML page's switch).
 use super::comparison::Comparison;
 use super::jsonl::MEDIAN_FIELDS;
-use super::load::{RunRecord, Source};
 use super::palette::{self, Rgb};
+use super::record::{RunRecord, Source};
 use super::stats::{ema_debiased, mean_std};
 use std::collections::BTreeMap;
 
@@ -244,17 +244,27 @@ impl Comparison<'_> {
             .groups
             .iter()
             .zip(&colors.groups)
-            .filter(|(g, _)| g.members.len() >= 2)
-            .map(|(g, &color)| {
+            .filter_map(|(g, &color)| {
+                // A seed with nothing logged yet would empty the mean (it averages the steps
+                // every member has): it is drawn alone, and the group over the others.
+                let members: Vec<usize> = g
+                    .members
+                    .iter()
+                    .copied()
+                    .filter(|&i| !runs[i].val.is_empty() || !runs[i].train.is_empty())
+                    .collect();
+                (members.len() >= 2).then_some((g, color, members))
+            })
+            .map(|(g, color, members)| {
                 let of = |f: fn(&Entry) -> &Curve| {
-                    let cs: Vec<&Curve> = g.members.iter().map(|&i| f(&runs[i])).collect();
+                    let cs: Vec<&Curve> = members.iter().map(|&i| f(&runs[i])).collect();
                     mean_curve(&cs)
                 };
                 Entry {
-                    label: format!("{} (n={}, mean ± sd)", g.label, g.members.len()),
+                    label: format!("{} (n={}, mean ± sd)", g.label, members.len()),
                     optim: g.optim.clone(),
                     color,
-                    runs: g.members.clone(),
+                    runs: members.clone(),
                     val: of(|e| &e.val),
                     train: of(|e| &e.train)
                         .into_iter()
@@ -264,7 +274,7 @@ impl Comparison<'_> {
                     diag: (0..MEDIAN_FIELDS.len())
                         .map(|k| {
                             let cs: Vec<&Curve> =
-                                g.members.iter().map(|&i| &runs[i].diag[k]).collect();
+                                members.iter().map(|&i| &runs[i].diag[k]).collect();
                             mean_curve(&cs)
                         })
                         .collect(),

@@ -94,7 +94,7 @@ fn csv(rows: &[RunRow]) -> String {
     let mut out = String::from(
         "run,dir,optimizer,seed,hyperparameters,device,target,reached,steps_to_target,\
          tokens_to_target,train_time_to_target_ms,final_step,final_val_loss,step_avg_ms,\
-         tok_per_s,finished,diverged_at\n",
+         tok_per_s,finished,diverged_at,status\n",
     );
     fn o<T: ToString>(v: Option<T>) -> String {
         v.map(|v| v.to_string()).unwrap_or_default()
@@ -118,6 +118,7 @@ fn csv(rows: &[RunRow]) -> String {
             o(r.tok_per_s),
             r.finished.to_string(),
             o(r.diverged_at),
+            r.status.words().to_string(),
         ];
         writeln!(out, "{}", cells.join(",")).unwrap();
     }

@@ -7,7 +7,7 @@
 //! "brain.Event:2", then one per step whose `Summary` holds every scalar of that step as a
 //! `simple_value`. prost encodes the messages (the three below, with the proto's field numbers)
 //! and the `crc` crate computes CRC-32C.
-use super::load::{RunRecord, Source};
+use super::record::{RunRecord, Source};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

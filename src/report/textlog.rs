@@ -3,8 +3,7 @@
 //! `step:N/M train_loss:X train_time:Tms step_avg:Ams`, and one per validation,
 //! `step:N/M val_loss:X train_time:Tms step_avg:Ams`. Read as a run so that a run of ours can be
 //! put next to a published record.
-use super::load::{RunRecord, Source, TrainPoint, ValPoint};
-use super::row::UNTIMED_STEPS;
+use super::record::{RunRecord, Source, Status, TrainPoint, ValPoint, UNTIMED_STEPS};
 use anyhow::{bail, Result};
 use std::path::Path;
 
@@ -184,6 +183,7 @@ pub fn load_text_log(path: &Path, text: &str) -> Result<RunRecord> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
+    let finished = matches!((val.last(), steps), (Some(v), Some(m)) if v.step == m);
     Ok(RunRecord {
         dir: path.to_path_buf(),
         name,
@@ -196,7 +196,13 @@ pub fn load_text_log(path: &Path, text: &str) -> Result<RunRecord> {
         git_commit: None,
         target_loss: Some(SPEEDRUN_TARGET),
         batch_tokens,
-        finished: matches!((val.last(), steps), (Some(v), Some(m)) if v.step == m),
+        finished,
+        // A text log says nothing of its writer: short of its last step, it may still grow.
+        status: if finished {
+            Status::Finished
+        } else {
+            Status::Running
+        },
         val,
         train,
         summary: None,

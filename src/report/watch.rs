@@ -77,7 +77,7 @@ pub fn watch(
     loop {
         let body = match spec.run_once(Some(secs)) {
             Ok(table) => table,
-            Err(e) => format!("error: {}\n", crate::one_line(&format!("{e:#}"))),
+            Err(e) => format!("error: {}\n", crate::error_line(&e)),
         };
         if clear {
             write!(out, "\x1b[H\x1b[2J")?;

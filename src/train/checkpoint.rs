@@ -17,9 +17,14 @@ use super::progress::Progress;
 use crate::data::LoaderPos;
 use crate::fsutil::{sync_dir, write_atomic_with, write_json};
 
-/// Bumped whenever the checkpoint layout changes. Version 2 added the file checksums; version 1
-/// checkpoints (no checksums) still load.
-pub const FORMAT_VERSION: u32 = 2;
+/// Bumped whenever the checkpoint layout changes. Version 3 added `val_step` (a checkpoint may
+/// now be written before its step's validation, which an older reader would skip) and the
+/// checksum of `state.json` itself; version 2 added the file checksums; versions 1 and 2 still
+/// load.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The key of `state.json`'s own checksum.
+const STATE_SUM: &str = "state_sha256";
 
 /// The tensor files of a checkpoint, each with a SHA-256 in `state.json`.
 const TENSOR_FILES: [&str; 2] = ["model.safetensors", "optim.safetensors"];
@@ -83,7 +88,7 @@ pub fn save(
             .files
             .insert(f.to_string(), sha256_file(&tmp.join(f))?);
     }
-    write_json(&tmp.join("state.json"), &state)?;
+    write_json(&tmp.join("state.json"), &with_state_sum(&state)?)?;
 
     let dst = root.join(&name);
     if dst.exists() {
@@ -101,6 +106,69 @@ pub fn save(
     sync_dir(&root);
     prune(&root, keep)?;
     Ok(dst)
+}
+
+/// `state` as JSON with [`STATE_SUM`]: the SHA-256 of its other fields, so that an edited step
+/// or clock is caught as the flipped byte of a tensor file is.
+fn with_state_sum(state: &TrainState) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(state)?;
+    let sum = state_sum(&v);
+    if let serde_json::Value::Object(m) = &mut v {
+        m.insert(STATE_SUM.to_string(), sum.into());
+    }
+    Ok(v)
+}
+
+/// SHA-256 (hex) of a state's JSON without its [`STATE_SUM`] field, keys in sorted order.
+fn state_sum(v: &serde_json::Value) -> String {
+    use sha2::{Digest, Sha256};
+    let mut v = v.clone();
+    if let serde_json::Value::Object(m) = &mut v {
+        m.remove(STATE_SUM);
+    }
+    // serde_json's map is ordered by key (no `preserve_order`), so this text is canonical.
+    hex(&Sha256::digest(v.to_string().as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Check a loaded `state.json` against its own checksum (version 3 on) and against the name of
+/// its directory (`step_N` must hold step N).
+fn check_state(dir: &Path, path: &Path, v: &serde_json::Value, state: &TrainState) -> Result<()> {
+    match v.get(STATE_SUM).and_then(|s| s.as_str()) {
+        Some(want) => {
+            let got = state_sum(v);
+            if got != want {
+                bail!(
+                    "{}: checksum mismatch (the file says {want}, its fields hash to {got}): edited or damaged",
+                    path.display()
+                );
+            }
+        }
+        // Written by every version-3 save: without it the file was damaged (a flipped bit in
+        // the key's name would otherwise switch the check off).
+        None if state.format_version >= 3 => bail!(
+            "{}: no {STATE_SUM}, which format version {} always writes: edited or damaged",
+            path.display(),
+            state.format_version
+        ),
+        None => {}
+    }
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    let named = name
+        .as_deref()
+        .and_then(|n| n.strip_prefix("step_"))
+        .and_then(|n| n.parse::<usize>().ok());
+    if let Some(n) = named.filter(|&n| n != state.progress.step) {
+        bail!(
+            "{}: says step {} but its directory is step_{n:06}: edited or moved",
+            path.display(),
+            state.progress.step
+        );
+    }
+    Ok(())
 }
 
 /// Write `tensors` as safetensors, atomically (the checkpoint directory is renamed into place
@@ -126,8 +194,13 @@ pub fn remove_stale_temps(run_dir: &Path) -> Result<()> {
         let name = e.file_name().to_string_lossy().to_string();
         let path = e.path();
         if name.starts_with(".tmp_") {
-            fs::remove_dir_all(&path)
-                .with_context(|| format!("{}: cannot remove stale temp dir", path.display()))?;
+            // A directory, or a stray file of that name: neither is ever a checkpoint.
+            let removed = match e.file_type() {
+                Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+                _ => fs::remove_file(&path),
+            };
+            removed
+                .with_context(|| format!("{}: cannot remove stale temporary", path.display()))?;
         } else if let Some(rest) = name.strip_prefix(".old_") {
             // rest = step_NNNNNN_<pid>
             let step_name = rest.rsplit_once('_').map(|(s, _)| s).unwrap_or(rest);
@@ -219,7 +292,9 @@ pub fn verify(dir: &Path) -> Result<TrainState> {
             state_path.display()
         )
     })?;
-    let state: TrainState = serde_json::from_str(&text)
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow!("{}: malformed state: {e}", state_path.display()))?;
+    let state: TrainState = serde_json::from_value(value.clone())
         .map_err(|e| anyhow!("{}: malformed state: {e}", state_path.display()))?;
     if !(1..=FORMAT_VERSION).contains(&state.format_version) {
         bail!(
@@ -229,6 +304,7 @@ pub fn verify(dir: &Path) -> Result<TrainState> {
             FORMAT_VERSION
         );
     }
+    check_state(dir, &state_path, &value, &state)?;
     for (file, want) in &state.files {
         let path = dir.join(file);
         let got = sha256_file(&path)?;
@@ -255,8 +331,8 @@ pub fn newest_intact<T>(
         match open(&dir) {
             Ok(t) => return Ok(Some((dir, t))),
             Err(e) if !all.is_empty() => {
-                let e = crate::one_line(&format!("{e:#}"));
-                eprintln!("warning: {e}; using the checkpoint before it");
+                let e = crate::error_line(&e);
+                crate::out::err_line(&format!("warning: {e}; using the checkpoint before it"));
             }
             Err(e) => return Err(e),
         }
@@ -280,10 +356,67 @@ fn sha256_file(path: &Path) -> Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&h.finalize()))
 }
 
 fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
     candle_core::safetensors::load(path, device)
         .map_err(|e| anyhow!("{}: cannot read safetensors: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state whose floats serde_json's default parser reads one ulp off (10.848207950592041
+    /// came back as the f64 before it): with `float_roundtrip` they come back exactly, so the
+    /// state's checksum holds and a resume restores the very val loss the run logged.
+    #[test]
+    fn state_floats_and_checksum_survive_a_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = dir.path().join("step_000006");
+        fs::create_dir(&ckpt).unwrap();
+        let loss = 10.848207950592041_f64;
+        let state = TrainState {
+            format_version: FORMAT_VERSION,
+            progress: Progress {
+                step: 6,
+                train_time_ms: 1234.567891011,
+                last_val_loss: Some(loss),
+                val_step: Some(6),
+                ..Progress::default()
+            },
+            train_loader: LoaderPos {
+                ranks: Vec::new(),
+                epoch: 0,
+                repeat_pending: true,
+            },
+            seed: 0,
+            config_hash: "x".into(),
+            files: BTreeMap::new(),
+        };
+        let path = ckpt.join("state.json");
+        write_json(&path, &with_state_sum(&state).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        let back: TrainState = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(
+            back.progress.last_val_loss.unwrap().to_bits(),
+            loss.to_bits()
+        );
+        assert_eq!(back, state);
+        check_state(&ckpt, &path, &v, &back).unwrap();
+        // An edited field is caught by the checksum, a moved directory by its name.
+        let edited = fs::read_to_string(&path)
+            .unwrap()
+            .replace("1234.567891011", "1.0");
+        let v2: serde_json::Value = serde_json::from_str(&edited).unwrap();
+        let s2: TrainState = serde_json::from_value(v2.clone()).unwrap();
+        let e = check_state(&ckpt, &path, &v2, &s2).unwrap_err().to_string();
+        assert!(e.contains("edited or damaged"), "{e}");
+        let e = check_state(&dir.path().join("step_000007"), &path, &v, &back).unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("says step 6 but its directory is step_000007"));
+    }
 }

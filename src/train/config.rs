@@ -308,7 +308,17 @@ impl Config {
     /// Check cross-field constraints that serde cannot.
     pub fn validate(&self) -> Result<()> {
         let m = &self.model;
-        if m.n_head == 0 || !m.n_embd.is_multiple_of(m.n_head) {
+        let sizes = [
+            ("model.vocab_size", m.vocab_size),
+            ("model.n_layer", m.n_layer),
+            ("model.n_head", m.n_head),
+            ("model.n_embd", m.n_embd),
+            ("model.seq_len", m.seq_len),
+        ];
+        if let Some((key, _)) = sizes.iter().find(|(_, v)| *v == 0) {
+            bail!("{key} = 0 must be > 0");
+        }
+        if !m.n_embd.is_multiple_of(m.n_head) {
             bail!(
                 "model.n_embd = {} must be a multiple of model.n_head = {}",
                 m.n_embd,
@@ -361,34 +371,14 @@ impl Config {
         if self.train.val_every == 0 {
             bail!("train.val_every must be > 0");
         }
-        self.check_rates()
-    }
-
-    /// Every learning rate and weight decay must be a finite number ≥ 0: NaN or inf would only
-    /// show as a diverged step, and a negative lr trains silently uphill.
-    fn check_rates(&self) -> Result<()> {
-        let o = &self.optim;
-        let rates = [
-            ("optim.head.lr", o.head.lr),
-            ("optim.head.weight_decay", o.head.weight_decay),
-            ("optim.adamw.lr", o.adamw.lr),
-            ("optim.adamw.weight_decay", o.adamw.weight_decay),
-            ("optim.muon.lr", o.muon.lr),
-            ("optim.muon.weight_decay", o.muon.weight_decay),
-            ("optim.newton_muon.lr", o.newton_muon.lr),
-            ("optim.newton_muon.head_lr", o.newton_muon.head_lr),
-            ("optim.newton_muon.weight_decay", o.newton_muon.weight_decay),
-            ("optim.neon.lr", o.neon.lr),
-            ("optim.neon.weight_decay", o.neon.weight_decay),
-            ("optim.neon_fstar.lr", o.neon_fstar.lr),
-            ("optim.neon_fstar.weight_decay", o.neon_fstar.weight_decay),
-        ];
-        for (key, v) in rates {
-            if !v.is_finite() || v < 0.0 {
-                bail!("{key} = {v} must be a finite number >= 0");
-            }
+        if !self.train.target_loss.is_finite() {
+            bail!(
+                "train.target_loss = {} must be a finite number",
+                self.train.target_loss
+            );
         }
-        Ok(())
+        self.check_rates()?;
+        self.check_optim_ranges()
     }
 
     /// The fields in which `other` differs from `self`, as dotted keys (bookkeeping fields that a
@@ -460,7 +450,7 @@ fn diff_values(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<Str
 pub fn load(preset: &str, sets: &[String]) -> Result<Config> {
     let (origin, text) = preset_text(preset)?;
     let mut value: toml::Value = toml::from_str(&text)
-        .map_err(|e| anyhow!("{origin}: invalid TOML: {}", one_line(&e.to_string())))?;
+        .map_err(|e| anyhow!("{origin}: invalid TOML: {}", crate::toml_error(&text, &e)))?;
     let methods = match value.as_table_mut() {
         Some(t) => t.remove("method"),
         None => None,
@@ -524,7 +514,7 @@ pub fn from_toml_file(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
     let cfg: Config = toml::from_str(&text)
-        .map_err(|e| anyhow!("{}: {}", path.display(), one_line(&e.to_string())))?;
+        .map_err(|e| anyhow!("{}: {}", path.display(), crate::toml_error(&text, &e)))?;
     Ok(cfg)
 }
 
@@ -551,6 +541,12 @@ fn preset_text(preset: &str) -> Result<(String, String)> {
     )
 }
 
+/// Digits with an optional sign (and TOML's `_` separators).
+fn is_integer_literal(raw: &str) -> bool {
+    let digits = raw.strip_prefix(['+', '-']).unwrap_or(raw);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+}
+
 /// Apply one `a.b.c=value` override. The value is parsed as a TOML value (number, bool, string,
 /// array); anything that does not parse is taken as a bare string.
 pub fn apply_set(root: &mut toml::Value, set: &str) -> Result<()> {
@@ -563,6 +559,12 @@ pub fn apply_set(root: &mut toml::Value, set: &str) -> Result<()> {
         Ok(mut t) => t
             .remove("v")
             .unwrap_or(toml::Value::String(raw.to_string())),
+        // A number TOML cannot hold would otherwise become a string, and the error would say
+        // "invalid type: string" about a number.
+        Err(_) if is_integer_literal(raw) => bail!(
+            "--set {set}: {raw} is out of range (a TOML integer is at most {})",
+            i64::MAX
+        ),
         Err(_) => toml::Value::String(raw.to_string()),
     };
     let parts: Vec<&str> = key.split('.').collect();

@@ -2,11 +2,12 @@
 //! data root: `--data-dir`, else `$SPEEDRUN_DATA`, else the current directory. The default
 //! preset's shards are compiled into the binary as well, so `speedrun train` works from any
 //! directory after `cargo install`: when they are not found under the root, the embedded copy is
-//! written once to a cache directory and read from there.
+//! written once to a cache directory (checked against the binary's bytes by SHA-256 at every use)
+//! and read from there.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::data::resolve_pattern;
@@ -27,15 +28,26 @@ const EMBEDDED: &[(&str, &[u8])] = &[
     ),
 ];
 
-/// The data root: `flag` (`--data-dir`), else `$SPEEDRUN_DATA`, else the current directory.
-pub fn data_root(flag: Option<&Path>) -> PathBuf {
-    match flag {
-        Some(p) => p.to_path_buf(),
+/// The data root: `flag` (`--data-dir`), else `$SPEEDRUN_DATA`, else the current directory. A
+/// root that is given must be a directory: a typo would otherwise fall back to the built-in
+/// shards without a word.
+pub fn data_root(flag: Option<&Path>) -> Result<PathBuf> {
+    let (root, what) = match flag {
+        Some(p) => (p.to_path_buf(), "--data-dir".to_string()),
         None => match std::env::var_os(DATA_ENV) {
-            Some(v) if !v.is_empty() => PathBuf::from(v),
-            _ => PathBuf::from("."),
+            Some(v) if !v.is_empty() => (PathBuf::from(v), format!("${DATA_ENV}")),
+            _ => return Ok(PathBuf::from(".")),
         },
+    };
+    if !root.is_dir() {
+        let why = if root.exists() {
+            "is not a directory"
+        } else {
+            "does not exist"
+        };
+        bail!("{what} {}: {why}", root.display());
     }
+    Ok(root)
 }
 
 /// `pattern` made concrete: absolute patterns as they are; relative ones under `root`, or under
@@ -79,12 +91,20 @@ fn unpack(files: &[&(&str, &[u8])]) -> Result<PathBuf> {
     let base = cache_base().join(format!("speedrun/embedded-{tag}"));
     for (p, bytes) in files {
         let path = base.join(p);
-        let complete = std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64);
-        if !complete {
-            crate::fsutil::create_parent(&path)?;
-            crate::fsutil::write_atomic(&path, bytes)
-                .with_context(|| format!("unpacking the embedded shards to {}", base.display()))?;
+        // Hashed, not only sized: a flipped byte in the cache would otherwise be trained on.
+        let cached = std::fs::read(&path).ok();
+        if cached.as_deref().map(Sha256::digest) == Some(Sha256::digest(bytes)) {
+            continue;
         }
+        if cached.is_some() {
+            crate::out::err_line(&format!(
+                "warning: {}: damaged cached copy of a built-in shard (SHA-256 mismatch); written again",
+                path.display()
+            ));
+        }
+        crate::fsutil::create_parent(&path)?;
+        crate::fsutil::write_atomic(&path, bytes)
+            .with_context(|| format!("unpacking the embedded shards to {}", base.display()))?;
     }
     Ok(base)
 }

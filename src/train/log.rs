@@ -211,6 +211,14 @@ impl JsonlLog {
         file.flush().context("flushing log.jsonl")?;
         Ok(())
     }
+
+    /// Make every record written so far durable (before a checkpoint that counts on them).
+    pub fn sync(&self) -> Result<()> {
+        match &self.file {
+            Some(f) => f.sync_data().context("syncing log.jsonl"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Console output: a progress bar with loss, tok/s and ETA, and plain lines printed above it.
@@ -251,7 +259,8 @@ impl Console {
             return;
         }
         if self.bar.is_hidden() {
-            println!("{s}");
+            // Never println!: a closed stdout must not kill the run (src/out.rs).
+            crate::out::line(s);
         } else {
             self.bar.println(s);
         }

@@ -3,7 +3,8 @@
 //! writes in `outputs`; how it starts in `start`), the optimizer diagnostics ([`diagnostics`]),
 //! samples while training ([`samples`]), one [`progress::Progress`] behind the checkpoint state
 //! and the summary, logs ([`log`]), atomic safetensors checkpoints ([`checkpoint`]) and the
-//! weights `sample` and `eval` read from them ([`weights`]), early endings ([`outcome`],
+//! weights `sample` and `eval` read from them ([`weights`]), the run directory's files, lock and
+//! what a resume finds there ([`run_dir`], [`lock`], [`resume`]), early endings ([`outcome`],
 //! [`signals`]), races ([`race`]) and the step bench ([`bench`]).
 
 pub mod bench;
@@ -13,11 +14,14 @@ pub mod data_root;
 pub mod diagnostics;
 pub use crate::dist;
 mod init;
+pub mod lock;
 pub mod log;
 pub mod outcome;
 mod outputs;
 pub mod progress;
 pub mod race;
+mod ranges;
+pub mod resume;
 pub mod run_dir;
 pub mod samples;
 pub mod schedule;

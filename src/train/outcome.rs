@@ -8,10 +8,16 @@ pub const EXIT_DIVERGED: i32 = 3;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stopped {
-    /// A SIGINT or SIGTERM arrived; the step in progress finished and a checkpoint was written.
+    /// A SIGINT, SIGTERM or SIGHUP arrived, or stdout's reader went away (SIGPIPE); the step in
+    /// progress finished and a checkpoint was written.
     Interrupted { signal: i32, step: usize },
-    /// The train or val loss was not finite after `step` steps; the last good checkpoint is kept.
-    Diverged { step: usize, loss: f64 },
+    /// The train or val loss was not finite after `step` steps; the last good checkpoint, if
+    /// one was written (`kept`), is kept.
+    Diverged {
+        step: usize,
+        loss: f64,
+        kept: Option<std::path::PathBuf>,
+    },
     /// A SIGINT or SIGTERM stopped a command that is not a run (`sample`) cleanly; `done` says
     /// how far it got.
     Halted { signal: i32, done: String },
@@ -37,10 +43,14 @@ impl fmt::Display for Stopped {
                 "interrupted at step {step} ({}); resume with --resume",
                 super::signals::name(*signal)
             ),
-            Stopped::Diverged { step, loss } => write!(
-                f,
-                "diverged at step {step} (loss {loss}); the last good checkpoint is kept (lower the lr?)"
-            ),
+            Stopped::Diverged { step, loss, kept } => {
+                write!(f, "diverged at step {step} (loss {loss}); ")?;
+                match kept {
+                    Some(dir) => write!(f, "the last good checkpoint is kept: {}", dir.display())?,
+                    None => write!(f, "no checkpoint was written before it")?,
+                }
+                write!(f, " (lower the lr?)")
+            }
             Stopped::Halted { signal, done } => {
                 write!(f, "interrupted ({}): {done}", super::signals::name(*signal))
             }

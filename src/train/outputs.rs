@@ -2,7 +2,7 @@
 //! checkpoints, `summary.json`, and how the run ended (finished, stopped, interrupted, diverged).
 //! Rank 0 of a data-parallel run writes; the other processes only take part in the checks.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use candle_core::Tensor;
@@ -11,7 +11,7 @@ use super::checkpoint::{self, TrainState, FORMAT_VERSION};
 use super::dist;
 use super::log::{self, Record};
 use super::outcome::Stopped;
-use super::run_dir::Summary;
+use super::run_dir::{RunStatus, Summary};
 use super::step;
 use super::trainer::{StepOutcome, Trainer};
 
@@ -21,13 +21,18 @@ impl Trainer {
         let step = self.progress.step;
         self.progress.diverged_at = Some(step);
         self.log.write(&Record::Diverged { step, loss })?;
-        self.end_early(Stopped::Diverged { step, loss })
+        let kept = self.last_checkpoint.clone();
+        self.end_early(Stopped::Diverged { step, loss, kept })
     }
 
     /// Write the summary of a run that ends early and hand back why.
     pub(super) fn end_early(self, why: Stopped) -> Result<Stopped> {
         self.console.finish();
-        self.write_summary(false)?;
+        let status = match why {
+            Stopped::Interrupted { .. } | Stopped::Halted { .. } => RunStatus::Interrupted,
+            Stopped::Diverged { .. } => RunStatus::Diverged,
+        };
+        self.write_summary(status)?;
         Ok(why)
     }
 
@@ -39,6 +44,9 @@ impl Trainer {
                 return Ok(self.opts.run_dir.clone());
             }
         }
+        // Every record up to this step is on disk before the checkpoint that a resume from it
+        // trusts them to be.
+        self.log.sync()?;
         let state = TrainState {
             format_version: FORMAT_VERSION,
             progress: self.progress.clone(),
@@ -69,29 +77,38 @@ impl Trainer {
         self.console.finish();
         let steps = self.cfg.train.steps;
         let finished = self.progress.step == steps;
-        let summary = self.write_summary(finished)?;
+        let status = if finished {
+            RunStatus::Finished
+        } else {
+            RunStatus::Stopped
+        };
+        let summary = self.write_summary(status)?;
         if !dist::is_root() {
             return Ok(summary);
         }
         let val = self.progress.last_val_loss.unwrap_or(f64::NAN);
         let target = self.cfg.train.target_loss;
-        if !finished {
-            let dir = self.last_checkpoint.as_deref().unwrap_or(Path::new("?"));
-            self.console.line(&format!(
-                "stopped after step {}; resume with --resume ({})",
-                self.progress.step,
-                dir.display()
-            ));
+        let line = if !finished {
+            let at = match &self.last_checkpoint {
+                Some(dir) => format!(" ({})", dir.display()),
+                None => String::new(),
+            };
+            format!(
+                "stopped after step {}; resume with --resume{at}",
+                self.progress.step
+            )
         } else if let Some(h) = &self.progress.target {
-            println!(
+            format!(
                 "done: val_loss {val:.4}; target {target} reached at step {} ({} tokens, {:.1}s train_time)",
                 h.step,
                 h.tokens,
                 h.train_time_ms / 1e3
-            );
+            )
         } else {
-            println!("done: val_loss {val:.4}; target {target} NOT reached in {steps} steps");
-        }
+            format!("done: val_loss {val:.4}; target {target} NOT reached in {steps} steps")
+        };
+        // Below the progress bar, which `finish` cleared: plain stdout.
+        crate::out::line(&line);
         Ok(summary)
     }
 
@@ -157,7 +174,7 @@ impl Trainer {
         Ok(())
     }
 
-    pub(super) fn write_summary(&self, finished: bool) -> Result<Summary> {
+    pub(super) fn write_summary(&self, status: RunStatus) -> Result<Summary> {
         let dir = &self.opts.run_dir;
         let name = dir
             .file_name()
@@ -166,7 +183,7 @@ impl Trainer {
         let epochs = self.train_loader.epoch();
         let s = self
             .progress
-            .summary(&self.cfg, &name, &self.device_name, finished, epochs);
+            .summary(&self.cfg, &name, &self.device_name, status, epochs);
         if dist::is_root() {
             crate::fsutil::write_json(&dir.join("summary.json"), &s)?;
         }

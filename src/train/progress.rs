@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::config::Config;
-use super::run_dir::Summary;
+use super::run_dir::{RunStatus, Summary};
 
 /// Steps left off the clock, as in record 4 (its first 10 steps include compilation and
 /// warm-up: `if step <= 10: training_time_ms = 0`).
@@ -32,6 +32,11 @@ pub struct Progress {
     pub timed_steps: usize,
     pub target: Option<TargetHit>,
     pub last_val_loss: Option<f64>,
+    /// The step of `last_val_loss`. A checkpoint written at a step that owed a validation holds
+    /// it unless a stop request came first; the resume then validates there (exactly once).
+    /// Absent from older checkpoints, which always validated first: see [`Progress::assume_val_step`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_step: Option<usize>,
     /// The step after which the train loss was not finite (the run ended there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diverged_at: Option<usize>,
@@ -64,6 +69,7 @@ impl Progress {
         tokens: u64,
     ) -> Option<TargetHit> {
         self.last_val_loss = Some(val_loss);
+        self.val_step = Some(self.step);
         // Written so that NaN never counts as reaching the target.
         let reached = matches!(
             val_loss.partial_cmp(&target_loss),
@@ -82,6 +88,20 @@ impl Progress {
         Some(hit)
     }
 
+    /// Fill in `val_step` for a checkpoint written before the field existed: those validated at
+    /// every step that owed it before checkpointing, so the last validation is the latest
+    /// multiple of `val_every` (or the step itself at the end).
+    pub fn assume_val_step(&mut self, val_every: usize, steps: usize) {
+        if self.val_step.is_none() && self.last_val_loss.is_some() {
+            let s = self.step;
+            self.val_step = Some(if s == steps {
+                s
+            } else {
+                s - s % val_every.max(1)
+            });
+        }
+    }
+
     /// `summary.json` of run `name` under `cfg` at this point; `data_epochs` is the train loader's
     /// count of passes over its shards.
     pub fn summary(
@@ -89,7 +109,7 @@ impl Progress {
         cfg: &Config,
         name: &str,
         device: &str,
-        finished: bool,
+        status: RunStatus,
         data_epochs: usize,
     ) -> Summary {
         let batch_tokens = cfg.train.batch_tokens as f64;
@@ -113,10 +133,11 @@ impl Progress {
             final_train_time_ms: self.train_time_ms,
             step_avg_ms: self.step_avg_ms(),
             tok_per_s,
-            finished,
+            finished: status == RunStatus::Finished,
             data_epochs,
             diverged_at: self.diverged_at,
             device: device.to_string(),
+            status: Some(status),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! How a run starts: fresh, from `--init-from` weights, or from a checkpoint; and the run
 //! directory's files written once everything it needs has loaded.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -10,8 +10,10 @@ use super::config::Config;
 use super::config::LoaderKind;
 use super::data_root;
 use super::dist;
+use super::lock::RunLock;
 use super::log::JsonlLog;
-use super::run_dir::{self, Meta, RunLock};
+use super::resume;
+use super::run_dir::{self, Meta};
 use super::step::Geometry;
 use crate::data::Loader;
 use crate::device::Exec;
@@ -57,15 +59,7 @@ pub fn resolve(cfg: &Config, opts: &RunOptions) -> Result<Start> {
     let run_dir = &opts.run_dir;
     let exec = &opts.exec;
     let checkpoint = match &opts.resume {
-        Resume::No => {
-            if run_dir.join("log.jsonl").exists() {
-                bail!(
-                    "{}: holds an earlier run; pass --resume to continue it or --name to start another",
-                    run_dir.display()
-                );
-            }
-            None
-        }
+        Resume::No => None,
         Resume::Latest => {
             checkpoint::newest_intact(run_dir, |dir| checkpoint::load(dir, &exec.device))?
         }
@@ -73,6 +67,10 @@ pub fn resolve(cfg: &Config, opts: &RunOptions) -> Result<Start> {
     };
     if let Some((dir, loaded)) = checkpoint {
         return from_checkpoint(cfg, opts, dir, loaded);
+    }
+    // A `--resume` that finds no checkpoint starts the run over.
+    if dist::is_root() {
+        run_dir::check_fresh(run_dir, opts.resume != Resume::No)?;
     }
     let model = match &opts.init_from {
         Some(p) => Gpt::from_safetensors(&cfg.model, p, &exec.device)?,
@@ -95,9 +93,13 @@ fn from_checkpoint(
 ) -> Result<Start> {
     let exec = &opts.exec;
     if loaded.state.config_hash != cfg.resume_hash() {
-        bail!("{}", config_mismatch(cfg, &dir));
+        bail!("{}", config_mismatch(cfg, &dir, &loaded.state.config_hash));
     }
     let model = Gpt::from_safetensors(&cfg.model, &loaded.model_path(), &exec.device)?;
+    let mut state = loaded.state;
+    state
+        .progress
+        .assume_val_step(cfg.train.val_every, cfg.train.steps);
     let mut opt = optim::build(&cfg.optim, model.vars(), exec.ns_dtype)?;
     opt.load_state(&loaded.optim).with_context(|| {
         format!(
@@ -108,14 +110,14 @@ fn from_checkpoint(
     Ok(Start {
         model,
         opt,
-        state: Some(loaded.state),
+        state: Some(state),
         from: Some(dir),
     })
 }
 
 /// Create and lock the run directory, clear what a dead writer left, write `config.toml` and
-/// `meta.json`, and open `log.jsonl`: cut back to the checkpoint's step when resuming, started
-/// over when a `--resume` finds no checkpoint.
+/// `meta.json`, and open `log.jsonl`: made what the resume continues when resuming
+/// ([`resume::prepare_log`]), started over when a `--resume` finds no checkpoint.
 pub fn prepare_run_dir(
     cfg: &Config,
     opts: &RunOptions,
@@ -129,10 +131,16 @@ pub fn prepare_run_dir(
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("{}: cannot create run dir", run_dir.display()))?;
     let lock = RunLock::acquire(run_dir)?;
+    if resumed.is_none() {
+        run_dir::check_contents(run_dir, opts.resume != Resume::No)?;
+    }
     checkpoint::remove_stale_temps(run_dir)?;
     let log_path = run_dir.join("log.jsonl");
     match resumed {
-        Some(st) => run_dir::truncate_log(&log_path, st.progress.step)?,
+        Some(st) => {
+            let tokens = Geometry::of(cfg)?.tokens_at(st.progress.step);
+            resume::prepare_log(&log_path, &st.progress, tokens)?
+        }
         None if log_path.exists() => std::fs::remove_file(&log_path)
             .with_context(|| format!("{}: cannot remove", log_path.display()))?,
         None => {}
@@ -145,26 +153,39 @@ pub fn prepare_run_dir(
     Ok((JsonlLog::open(&log_path)?, Some(lock)))
 }
 
-/// Why a checkpoint does not fit `cfg`: the fields that differ from the config of the run that
-/// wrote it (`config.toml` two levels up), and how to resume with that config instead.
-fn config_mismatch(cfg: &Config, ckpt: &std::path::Path) -> String {
-    let saved = checkpoint::run_config_of(ckpt).unwrap_or_else(|| "config.toml".into());
-    let fields = match super::config::from_toml_file(&saved) {
-        Ok(theirs) => {
-            let d = cfg.differing_fields(&theirs);
-            if d.is_empty() {
-                "unknown fields".to_string()
-            } else {
-                d.join(", ")
-            }
-        }
-        Err(_) => "unknown fields".to_string(),
-    };
-    format!(
-        "{}: written with a different config (differs in {fields}); resume with the run's own: -c {} (or drop the --set that changed it)",
-        ckpt.display(),
-        saved.display()
-    )
+/// Why a checkpoint (whose config hashed to `want`) does not fit `cfg`: the fields that differ
+/// from the config of the run that wrote it (`config.toml` two levels up) and how to resume with
+/// that config; or, when that file is gone or was edited since, so that the run's config is no
+/// longer known, the command the run was started with (`meta.json`).
+fn config_mismatch(cfg: &Config, ckpt: &Path, want: &str) -> String {
+    let run = ckpt
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    let saved = run.join("config.toml");
+    let started = std::fs::read_to_string(run.join("meta.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Meta>(&t).ok())
+        .filter(|m| !m.command.is_empty())
+        .map(|m| format!("; it was started with `{}`", m.command))
+        .unwrap_or_default();
+    let (ck, sv) = (ckpt.display(), saved.display());
+    match super::config::from_toml_file(&saved) {
+        Ok(theirs) if theirs.resume_hash() == want => format!(
+            "{ck}: written with a different config (differs in {}); resume with the run's own: -c {sv} (or drop the --set that changed it)",
+            cfg.differing_fields(&theirs).join(", ")
+        ),
+        Ok(_) => format!(
+            "{ck}: {sv} no longer matches the run's checkpoints (edited after the run started?); restore it, or pass the -c and --set the run was started with{started}"
+        ),
+        Err(_) if !saved.exists() => format!(
+            "{ck}: {sv} is missing, so the run's config is unknown; restore it, or pass the -c and --set the run was started with{started}"
+        ),
+        Err(e) => format!(
+            "{ck}: {sv} does not parse ({}); restore it, or pass the -c and --set the run was started with{started}",
+            crate::fsutil::shorten(&crate::error_line(&e), 200)
+        ),
+    }
 }
 
 /// Check everything a run needs before anything is written: the config, its batch geometry, its
@@ -225,10 +246,16 @@ fn open_loader(
     batch: usize,
     ranks: usize,
 ) -> Result<Loader> {
-    let root = data_root::data_root(cfg.data_root.as_deref());
+    let root = data_root::data_root(cfg.data_root.as_deref())?;
     let path = data_root::resolve(pattern, &root)?;
     let (t, vocab) = (cfg.model.seq_len, cfg.model.vocab_size);
-    Loader::new(&path, batch, t, ranks, vocab).with_context(|| {
+    let open = || -> Result<Loader> {
+        let loader = Loader::new(&path, batch, t, ranks, vocab)?;
+        // Every shard's ids now, not when training reaches it.
+        crate::data::shard::check_vocab_all(loader.files(), vocab)?;
+        Ok(loader)
+    };
+    open().with_context(|| {
         format!(
             "{which} data {pattern} (data root {}: set --data-dir or ${})",
             root.display(),

@@ -11,10 +11,11 @@ use candle_core::Tensor;
 use super::config::Config;
 use super::diagnostics::{self, Pass, SV_METHOD};
 use super::dist;
+use super::lock::RunLock;
 use super::log::{self, Console, JsonlLog, Record};
 use super::outcome::Stopped;
 use super::progress::Progress;
-use super::run_dir::{self, RunLock, Summary};
+use super::run_dir::{self, RunStatus, Summary};
 use super::samples::RunSamples;
 use super::schedule;
 use super::signals;
@@ -93,6 +94,17 @@ impl Trainer {
             state,
             from,
         } = start::resolve(cfg, &opts)?;
+        // Checked before the run directory is touched (a resume cuts its log back).
+        let (steps, start) = (
+            cfg.train.steps,
+            state.as_ref().map_or(0, |s| s.progress.step),
+        );
+        if start > steps {
+            bail!("checkpoint is at step {start}, past train.steps = {steps}");
+        }
+        if let Some(s) = opts.stop_after.filter(|&s| s <= start && from.is_some()) {
+            bail!("--stop-after {s}: the run is at step {start} already; pass a later step");
+        }
         let (train_loader, val_loader, val_steps) = start::open_loaders(cfg, &geo)?;
         let samples = RunSamples::new(cfg)?;
         let (log, lock) = start::prepare_run_dir(cfg, &opts, state.as_ref())?;
@@ -110,7 +122,7 @@ impl Trainer {
             last_checkpoint: None,
             device_name: crate::device::describe(&exec.device),
             // Read after prepare_run_dir cut the log back to the checkpoint's step.
-            last_diag: run_dir::last_diagnostics(&opts.run_dir.join("log.jsonl")),
+            last_diag: super::resume::last_diagnostics(&opts.run_dir.join("log.jsonl")),
             log,
             console: Console::new(cfg.train.steps, 0, false),
             _lock: lock,
@@ -124,10 +136,7 @@ impl Trainer {
             trainer.resumed_at = Some(st.progress.step);
             trainer.progress = st.progress;
         }
-        let (steps, start) = (cfg.train.steps, trainer.progress.step);
-        if start > steps {
-            bail!("checkpoint is at step {start}, past train.steps = {steps}");
-        }
+        trainer.last_checkpoint = from.clone();
         trainer.console = Console::new(steps, start, trainer.opts.progress_bar);
         let t = &trainer;
         let banner = log::banner(
@@ -144,33 +153,35 @@ impl Trainer {
     /// Record 4's loop: validate every `val_every` steps and at the end, checkpoint when due,
     /// then take a step. A signal stops it after the step in progress, with a checkpoint; a
     /// non-finite loss ends it as diverged (both are [`Stopped`] errors).
+    ///
+    /// Every step that owes a validation gets exactly one, whatever stops the run: a stop request
+    /// pending at such a step skips it so as to stop at once, and the checkpoint says so
+    /// (`Progress::val_step`), so the resume validates there first.
     pub fn run(mut self) -> Result<Summary> {
         let steps = self.cfg.train.steps;
         loop {
             let step = self.progress.step;
             let last = step == steps;
             let stop = self.opts.stop_after.is_some_and(|s| step >= s);
-            // Every process must stop at the same step: agree on the signal first.
-            let signal = match dist::size() {
-                1 => signals::pending(),
-                _ => match dist::min_max_u64(signals::pending().unwrap_or(0) as u64).1 {
-                    0 => None,
-                    s => Some(s as i32),
-                },
-            };
-            // A resume starts where a checkpoint was written, after that step's validation.
-            if self.resumed_at != Some(step) {
-                if signal.is_none() && self.cfg.train.is_val_step(step) {
-                    let vl = self.validate()?;
-                    if !vl.is_finite() {
-                        // The weights after `step` are already bad: no checkpoint of them.
-                        return Err(self.diverge(vl)?.into());
-                    }
-                    self.sample_after_validation(step)?;
+            let mut signal = stop_request();
+            let owed = self.cfg.train.is_val_step(step);
+            let mut validated = false;
+            if owed && signal.is_none() && self.progress.val_step != Some(step) {
+                let vl = self.validate()?;
+                if !vl.is_finite() {
+                    // The weights after `step` are already bad: no checkpoint of them.
+                    return Err(self.diverge(vl)?.into());
                 }
-                if last || stop || signal.is_some() || self.checkpoint_due(step) {
-                    self.checkpoint()?;
-                }
+                validated = true;
+                self.sample_after_validation(step)?;
+                // A request that came during the validation stops the run here.
+                signal = stop_request();
+            }
+            // A resume starts where a checkpoint was written; it is written again only when
+            // it gained this step's validation.
+            let new_state = self.resumed_at != Some(step) || validated;
+            if new_state && (last || stop || signal.is_some() || self.checkpoint_due(step)) {
+                self.checkpoint()?;
             }
             if let Some(signal) = signal {
                 return Err(self
@@ -327,7 +338,7 @@ impl Trainer {
                 cfg.train.target_loss, h.tokens, h.train_time_ms
             ));
         }
-        self.write_summary(false)?;
+        self.write_summary(RunStatus::Running)?;
         Ok(vl)
     }
 
@@ -348,6 +359,19 @@ fn add_to(acc: Option<Tensor>, x: &Tensor) -> Result<Tensor> {
         Some(a) => (a + x)?,
         None => x.clone(),
     })
+}
+
+/// Why the run should stop now, if it should: a signal or a closed stdout
+/// ([`signals::pending`]). Every process of a data-parallel run must stop at the same step, so
+/// they agree on it first.
+fn stop_request() -> Option<i32> {
+    match dist::size() {
+        1 => signals::pending(),
+        _ => match dist::min_max_u64(signals::pending().unwrap_or(0) as u64).1 {
+            0 => None,
+            s => Some(s as i32),
+        },
+    }
 }
 
 /// Default run directory name: `<preset>-<optim>-s<seed>`.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::Serialize;
 
-use super::load::RunRecord;
+use super::record::RunRecord;
 use super::row::{common_target, run_rows, RunRow};
 use super::seeds::{group_stats, GroupStats};
 use super::stats::{track3_pairwise_margin, welch, Welch};

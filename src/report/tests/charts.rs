@@ -64,6 +64,23 @@ fn seed_groups_are_means_with_sd_bands() {
             "neon_live"
         ]
     );
+    // A seed that has logged nothing yet is drawn alone; the group is the mean of the others
+    // (it used to empty the group's curve, and the finished seeds vanished from the plot).
+    let mut runs = all_fixtures();
+    runs[2].val.clear();
+    runs[2].train.clear();
+    let e = Comparison::new(&runs, None).entries(0.9);
+    assert_eq!(e.groups[0].runs, [0, 1]);
+    assert_eq!(e.groups[0].label, "muon (n=2, mean ± sd)");
+    let p = e.groups[0].val.iter().find(|p| p.step == 150).unwrap();
+    assert!(close(p.y, (3.27 + 3.30) / 2.0, 1e-12), "{}", p.y);
+    let shown: Vec<&str> = e.grouped().iter().map(|e| e.label.as_str()).collect();
+    assert!(shown.contains(&"muon_s2"), "{shown:?}");
+    // With one seed left with data there is no group: each run is drawn alone.
+    runs[1].val.clear();
+    runs[1].train.clear();
+    let e = Comparison::new(&runs, None).entries(0.9);
+    assert_eq!(e.groups.len(), 1, "only adamw is still a group");
     // A live group member that is behind limits the mean to the steps all seeds have.
     let c1 = vec![pt(0, 1.0), pt(10, 2.0), pt(20, 3.0)];
     let c2 = vec![pt(0, 3.0), pt(10, 4.0)];

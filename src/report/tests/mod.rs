@@ -172,9 +172,52 @@ fn unfinished_run_with_partial_last_line() {
         (99550.0 - 9100.0) / 100.0,
         1e-12
     ));
+    // No process holds its lock and it never said how it ended: it died.
+    assert_eq!(run.status, Status::Crashed);
     let md = render(&[run], &CompareOpts::default());
-    assert!(md.contains("| running |"), "{md}");
-    assert!(md.contains("| neon_live | neon | 1 (1 running) |"), "{md}");
+    assert!(md.contains("| crashed |"), "{md}");
+    assert!(
+        md.contains("| neon_live | neon | 1 (1 unfinished) |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn the_status_column_tells_running_stopped_interrupted_and_crashed_apart() {
+    use crate::train::run_dir::RunStatus;
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = |name: &str| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        for f in ["config.toml", "log.jsonl", "meta.json", "summary.json"] {
+            std::fs::copy(fixtures().join("muon_s0").join(f), dir.join(f)).unwrap();
+        }
+        dir
+    };
+    let with_status = |name: &str, status: Option<RunStatus>| {
+        let dir = copy(name);
+        let mut s = crate::train::run_dir::read_summary(&dir).unwrap().unwrap();
+        s.finished = status == Some(RunStatus::Finished);
+        s.status = status;
+        crate::fsutil::write_json(&dir.join("summary.json"), &s).unwrap();
+        load_run(&dir).unwrap().status
+    };
+    assert_eq!(
+        with_status("f", Some(RunStatus::Finished)),
+        Status::Finished
+    );
+    assert_eq!(with_status("s", Some(RunStatus::Stopped)), Status::Stopped);
+    assert_eq!(
+        with_status("i", Some(RunStatus::Interrupted)),
+        Status::Interrupted
+    );
+    assert_eq!(with_status("c", Some(RunStatus::Running)), Status::Crashed);
+    assert_eq!(with_status("old", None), Status::Ended);
+    // "running" in the summary and the lock held: a live run.
+    let live = copy("live");
+    let lock = crate::train::lock::RunLock::acquire(&live).unwrap();
+    assert_eq!(load_run(&live).unwrap().status, Status::Running);
+    drop(lock);
 }
 
 #[test]
@@ -293,7 +336,7 @@ fn diverged_run_with_null_loss_is_kept_and_left_out_of_loss_stats() {
     assert!(row.final_val_loss.unwrap().is_nan() && !row.reached);
     let g = seeds::group_stats(std::slice::from_ref(&r), &[row]);
     assert_eq!((g[0].diverged, g[0].final_loss_mean), (1, None));
-    assert_eq!(g[0].n_label(), "1 (1 running, 1 diverged)");
+    assert_eq!(g[0].n_label(), "1 (1 unfinished, 1 diverged)");
     let json: serde_json::Value = serde_json::from_str(&render(
         std::slice::from_ref(&r),
         &CompareOpts {

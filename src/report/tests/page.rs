@@ -37,6 +37,19 @@ fn page_is_self_contained() {
 }
 
 #[test]
+fn a_run_name_with_markup_stays_inside_the_data() {
+    // `<!--<script` in a script element makes the HTML parser wait for a second `</script>`:
+    // the page's own code would be swallowed (no chart in Chromium).
+    let mut run = fixture("muon_s0");
+    run.name = "<!--<script</script>".to_string();
+    let page = render_html(&[run], None).unwrap();
+    let start = page.find("id=\"report-data\">").unwrap() + "id=\"report-data\">".len();
+    let block = &page[start..start + page[start..].find("</script>").unwrap()];
+    assert!(!block.contains('<'), "a raw < in the data: {block:.200}");
+    assert_eq!(page_data(&page)["runs"][0]["label"], "<!--<script</script>");
+}
+
+#[test]
 fn page_data_is_the_logs() {
     let runs = all_fixtures();
     let page = render_html(&runs, Some(3.3)).unwrap();
@@ -130,6 +143,7 @@ fn page_carries_each_runs_samples_from_its_log() {
             .count(),
         2
     );
-    assert!(page.contains("<b>Romeo<\\/b> & all"));
+    // Every `<` of the embedded data is written \u003c (a run or a sample may hold markup).
+    assert!(page.contains("\\u003cb>Romeo\\u003c/b> & all"));
     assert!(page.contains("id=\"samples-box\" hidden"));
 }

@@ -1,95 +1,8 @@
-//! What happens around a run when people use it: signals, divergence, two writers, bad names,
-//! failed starts, stale temporaries, resumes from the run itself, data roots. Each test drives the
-//! real binary on the shipped tinyshakespeare shards with a 2-layer, width-32 model.
-
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_speedrun"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("RAYON_NUM_THREADS", "1")
-        .env_remove("SPEEDRUN_DATA");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("run speedrun")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-/// The tiny model with `steps` steps; every `--set` after it wins.
-fn tiny(steps: usize) -> Vec<String> {
-    let mut v = Vec::new();
-    for s in [
-        "model.n_layer=2",
-        "model.n_head=2",
-        "model.n_embd=32",
-        "model.seq_len=32",
-        "train.batch_tokens=256",
-        "train.micro_batch=4",
-        "train.warmdown_steps=2",
-        "train.val_every=2",
-        "train.val_tokens=256",
-        "train.val_micro_batch=4",
-        "train.checkpoint_every=1",
-        "train.target_loss=10.7",
-    ] {
-        v.extend(["--set".to_string(), s.to_string()]);
-    }
-    v.extend(["--set".to_string(), format!("train.steps={steps}")]);
-    v
-}
-
-fn train_args<'a>(runs: &'a str, name: &'a str, extra: &'a [String]) -> Vec<&'a str> {
-    let mut a = vec!["train", "--runs-dir", runs, "--name", name, "--no-progress"];
-    a.extend(extra.iter().map(String::as_str));
-    a
-}
-
-/// Wait until `dir/log.jsonl` holds a train record, or panic after a minute.
-fn wait_for_training(dir: &Path, child: &mut Child) {
-    let t0 = Instant::now();
-    loop {
-        let log = std::fs::read_to_string(dir.join("log.jsonl")).unwrap_or_default();
-        if log.contains("\"kind\":\"train\"") {
-            return;
-        }
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("training ended before its first step: {st}");
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "no train record after 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn spawn(args: &[&str]) -> Child {
-    bin()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn speedrun")
-}
-
-fn kill(child: &Child, sig: &str) {
-    let st = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
-fn summary(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
-}
+//! The first reliability cases: a signal, a second writer, bad names, failed starts, divergence,
+//! a race's checks, stale temporaries, resuming with the run's own config, data roots, damaged
+//! checkpoints and unusable input to the small tools.
+use super::*;
+use std::path::PathBuf;
 
 #[test]
 fn sigint_finishes_the_step_checkpoints_and_resumes() {
@@ -103,17 +16,7 @@ fn sigint_finishes_the_step_checkpoints_and_resumes() {
     let out = child.wait_with_output().unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(130), "{err}");
-    let line = err.lines().last().unwrap_or("");
-    assert!(
-        line.starts_with("interrupted at step ") && line.contains("resume with --resume"),
-        "{err}"
-    );
-    let step: usize = line["interrupted at step ".len()..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let step = interrupted_step(&err);
     let ckpt = dir.join(format!("checkpoints/step_{step:06}/state.json"));
     assert!(
         ckpt.is_file(),
@@ -241,6 +144,46 @@ fn divergence_is_recorded_and_the_race_goes_on() {
     let o = run(&single);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).starts_with("diverged at step"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("checkpoint is kept: "),
+        "{}",
+        stderr(&o)
+    );
+    // Without a checkpoint before the divergence, the message does not promise one.
+    let mut none = train_args(tmp.path().to_str().unwrap(), "d0", &[]).to_vec();
+    none.extend(single[6..].iter().copied());
+    none.extend(["--set", "train.checkpoint_every=0"]);
+    let o = run(&none);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no checkpoint was written before it"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn compare_reports_a_bad_run_and_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs");
+    for run in ["muon_s0", "adamw_s0"] {
+        let dir = tmp.path().join(run);
+        std::fs::create_dir(&dir).unwrap();
+        for e in std::fs::read_dir(fixtures.join(run)).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(tmp.path().join("adamw_s0/summary.json"), "{ not json").unwrap();
+    let o = run(&["compare", tmp.path().to_str().unwrap(), "--format", "csv"]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("adamw_s0/summary.json: malformed summary") && err.contains("left out"));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("muon_s0") && !out.contains("adamw_s0"),
+        "{out}"
+    );
 }
 
 #[test]
